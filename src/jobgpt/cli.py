@@ -1,0 +1,120 @@
+"""`jobgpt <stage> [flags]`: one subcommand per pipeline stage.
+
+Flags are generated from the stage's config dataclass in `jobgpt.config`, so a default lives in
+exactly one place. Stage modules are imported only when their subcommand runs, which keeps
+`jobgpt --help` instant (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import types
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from jobgpt import config as cfg
+from jobgpt.errors import JobGPTError
+
+@dataclass(frozen=True)
+class Stage:
+    config: type  # the stage's config dataclass
+    target: str  # "module:function" called with the built config
+    help: str
+
+STAGES: dict[str, Stage] = {
+    "demo-data": Stage(cfg.DemoDataConfig, "jobgpt.corpus:run_demo_data",
+                       "write the synthetic Korean job-posting demo corpus"),
+    "tokenizer": Stage(cfg.TokenizerConfig, "jobgpt.tokenizer:run",
+                       "stage 1: train the BPE tokenizer -> data/tokenizer.json"),
+    "dataset": Stage(cfg.DatasetConfig, "jobgpt.dataset:run",
+                     "stage 2: encode the corpus -> data/train.bin, val.bin, meta.json"),
+    "train": Stage(cfg.TrainConfig, "jobgpt.train:run",
+                   "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt"),
+    "generate": Stage(cfg.GenerateConfig, "jobgpt.generate:run",
+                      "stage 4: sample job-posting text from a checkpoint"),
+}
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobgpt",
+        description="Train a Korean job-posting GPT from scratch on your own text, and use it.",
+    )
+    sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
+    for name, stage in STAGES.items():
+        stage_parser = sub.add_parser(name, help=stage.help, description=stage.help)
+        add_flags(stage_parser, stage.config)
+    return parser
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """One `--flag` per dataclass field; nested dataclasses (the model) are flattened."""
+    hints = get_type_hints(cls)
+    defaults = cls()
+    for f in fields(cls):
+        tp = hints[f.name]
+        if f.metadata.get("cli") is False:
+            continue
+        if is_dataclass(tp):
+            add_flags(parser, tp, prefix=f"{prefix}{f.name}.")
+            continue
+        default = getattr(defaults, f.name)
+        kwargs: dict[str, Any] = {
+            "dest": prefix + f.name,
+            "default": argparse.SUPPRESS,  # only flags the user typed reach make_config
+            "help": f"{f.metadata.get('help', '')} (default: {default!r})",
+        }
+        base, is_list = _flag_type(tp)
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = base
+            kwargs["metavar"] = f.name.upper()
+            if is_list:
+                kwargs["nargs"] = "+"
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+def _flag_type(tp: Any) -> tuple[type, bool]:
+    """(element type, is_list) for annotations like int, str | None, list[str]."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        (tp,) = [a for a in get_args(tp) if a is not type(None)]
+        return _flag_type(tp)
+    if origin is list:
+        return get_args(tp)[0], True
+    return tp, False
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"model.n_layer": 2} -> {"model": {"n_layer": 2}}"""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested
+
+def run_stage(name: str, values: dict[str, Any] | None = None) -> Any:
+    """Run one stage by name with explicit values (the rest from presets/defaults)."""
+    stage = STAGES[name]
+    config = cfg.make_config(stage.config, values)
+    module_name, func_name = stage.target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return func(config)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    values = _nest({k: v for k, v in vars(args).items() if k != "stage"})
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        run_stage(args.stage, values)
+    except JobGPTError as err:
+        hint = f"\n  fix: {err.hint}" if err.hint else ""
+        print(f"error: {err.message}{hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
+    return 0

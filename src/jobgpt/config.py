@@ -1,0 +1,189 @@
+"""Every stage's settings, and every default, in one place.
+
+Each stage is configured by one dataclass. The CLI builds its flags from these fields (the
+``help`` metadata becomes the flag's help), and the ``scripts/*.py`` wrappers run the same CLI, so
+no default is ever written twice. This module must stay cheap to import: no torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# The reference pipeline's paths. Relative paths resolve against the current directory, as the
+# reference `uv run python scripts/...` commands expect (run them from the repo root).
+DATA_DIR = "data"
+DEFAULT_CORPUS = f"{DATA_DIR}/samples.txt"
+DEFAULT_TOKENIZER = f"{DATA_DIR}/tokenizer.json"
+CHECKPOINT_DIR = "checkpoints"
+DEFAULT_CHECKPOINT = f"{CHECKPOINT_DIR}/ckpt.pt"
+
+DEFAULT_SEED = 1337
+
+
+def arg(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field whose help text becomes the CLI flag's help."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class DemoDataConfig:
+    out: str = arg(DEFAULT_CORPUS, "where to write the synthetic demo corpus")
+    n: int = arg(3000, "number of synthetic postings")
+    seed: int = arg(DEFAULT_SEED, "random seed: the same seed writes the same corpus")
+
+
+@dataclass
+class TokenizerConfig:
+    input: list[str] = arg([DEFAULT_CORPUS], "corpus files, directories or globs")
+    vocab_size: int = arg(24_000, "requested vocabulary size (special and byte tokens included)")
+    out: str = arg(DEFAULT_TOKENIZER, "where to save tokenizer.json")
+    min_frequency: int = arg(2, "a merge must occur at least this often to be learned")
+    seed: int = arg(DEFAULT_SEED, "seed for the held-out slice of the health report")
+
+
+@dataclass
+class DatasetConfig:
+    input: list[str] = arg([DEFAULT_CORPUS], "corpus files, directories or globs")
+    tokenizer: str = arg(DEFAULT_TOKENIZER, "tokenizer.json to encode with")
+    out_dir: str = arg(DATA_DIR, "directory for train.bin, val.bin and meta.json")
+    val_fraction: float = arg(0.05, "share of documents (by group) held out for validation")
+    seed: int = arg(DEFAULT_SEED, "seed of the document-level train/val split")
+    workers: int = arg(0, "encoding processes (0 = one per CPU core)")
+    block_size: int = arg(256, "context length the val split must hold several windows of")
+
+
+@dataclass
+class ModelConfig:
+    """The GPT's architecture. Saved inside every checkpoint; later stages read it from there."""
+
+    vocab_size: int = arg(24_000, "vocabulary size (set from the tokenizer, not a flag)", cli=False)
+    block_size: int = arg(256, "context length in tokens")
+    n_layer: int = arg(6, "transformer blocks")
+    n_head: int = arg(6, "attention heads per block")
+    n_embd: int = arg(384, "embedding width")
+    dropout: float = arg(0.1, "dropout; small corpora overfit fast, so a little helps")
+    bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2")
+
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = arg(DATA_DIR, "directory with train.bin, val.bin, meta.json, tokenizer.json")
+    out_dir: str = arg(CHECKPOINT_DIR, "where ckpt.pt, best.pt, metrics.jsonl and loss.png go")
+    preset: str = arg("m4", "settings bundle: m4 (reference laptop run) or tiny (CPU demos, tests)")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # optimisation
+    batch_size: int = arg(16, "windows per micro-batch")
+    grad_accum: int = arg(1, "micro-batches per optimizer step (effective batch = product)")
+    lr: float = arg(3e-4, "peak learning rate")
+    min_lr_ratio: float = arg(0.1, "cosine decay ends at lr * this")
+    warmup_steps: int = arg(100, "linear warmup steps")
+    max_steps: int = arg(2000, "optimizer steps to train for")
+    max_minutes: float = arg(0.0, "wall-clock budget in minutes (0 = none); saves and stops")
+    weight_decay: float = arg(0.1, "AdamW weight decay, applied to weight matrices only")
+    beta1: float = arg(0.9, "AdamW beta1")
+    beta2: float = arg(0.95, "AdamW beta2")
+    grad_clip: float = arg(1.0, "clip the gradient norm to this (0 = off)")
+    # evaluation and monitoring
+    eval_interval: int = arg(100, "evaluate train/val loss every N steps")
+    eval_windows: int = arg(64, "fixed windows per split at each eval (whole val split if smaller)")
+    early_stop: bool = arg(False, "stop when val loss keeps rising while train loss falls")
+    patience: int = arg(3, "evals of rising (or flat) val loss before overfitting/stall is declared")
+    # runtime
+    device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+    dtype: str = arg("auto", "auto, float32, bfloat16 or float16 (autocast compute dtype)")
+    compile: str = arg("auto", "torch.compile: auto (on for CUDA), on, off")
+    seed: int = arg(DEFAULT_SEED, "random seed for init and batch sampling")
+    resume: bool = arg(False, "continue from out_dir/ckpt.pt exactly where it stopped")
+    overwrite: bool = arg(False, "start over even if out_dir already holds a checkpoint")
+
+
+# Presets fill in fields the user did not pass on the command line; explicit flags always win.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # The reference "M4 laptop" run: the dataclass defaults above.
+    "m4": {},
+    # Small enough to train in minutes on 2 CPU cores; used by demos and tests.
+    "tiny": {
+        "model": {"block_size": 128, "n_layer": 2, "n_head": 2, "n_embd": 64, "dropout": 0.0},
+        "batch_size": 8,
+        "lr": 1e-3,
+        "warmup_steps": 10,
+        "max_steps": 200,
+        "eval_interval": 50,
+        "eval_windows": 16,
+        "early_stop": True,
+    },
+}
+
+
+@dataclass
+class GenerateConfig:
+    checkpoint: str = arg(DEFAULT_CHECKPOINT, "checkpoint to sample from (ckpt.pt or best.pt)")
+    prompt: str = arg("", "text to continue (empty = start of a new document)")
+    question: str | None = arg(None, "question-answer mode: the [QUESTION] text")
+    doc_file: str | None = arg(None, "question-answer mode: a posting as .txt or .json")
+    num_samples: int = arg(3, "samples to draw, run together as one batch")
+    max_new_tokens: int = arg(200, "tokens to generate per sample at most")
+    temperature: float = arg(0.8, "sampling temperature; 0 = greedy (deterministic)")
+    top_k: int = arg(50, "sample from the k most likely tokens (0 = off)")
+    top_p: float = arg(0.95, "nucleus sampling: smallest token set with this much mass, in (0, 1]")
+    repetition_penalty: float = arg(1.0, "divide logits of already-generated tokens by this (>= 1)")
+    stop: list[str] = arg([], "extra stop strings (besides <|endoftext|> and [/ANSWER])")
+    seed: int = arg(DEFAULT_SEED, "random seed: the same seed gives the same text")
+    stream: bool = arg(True, "print text as it is generated")
+    device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+
+
+PRESETS: dict[type, dict[str, dict[str, Any]]] = {TrainConfig: TRAIN_PRESETS}
+
+
+def make_config(cls: type, values: dict[str, Any] | None = None) -> Any:
+    """Build a stage config from (possibly nested) values, filling the rest from defaults.
+
+    For stages with presets, the chosen preset's values come first and explicit values override
+    them, so `--preset tiny --lr 1e-2` means "tiny, but with this learning rate".
+    """
+    from jobgpt.errors import ConfigError
+
+    values = dict(values or {})
+    presets = PRESETS.get(cls)
+    if presets is not None:
+        name = values.get("preset", cls().preset)
+        if name not in presets:
+            raise ConfigError(
+                f"unknown preset {name!r}", f"choose one of: {', '.join(sorted(presets))}"
+            )
+        values = _deep_merge(presets[name], values)
+    return _build(cls, values)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    from dataclasses import fields, is_dataclass
+    from typing import get_type_hints
+
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if is_dataclass(hints[f.name]) and isinstance(value, dict):
+            value = _build(hints[f.name], value)
+        kwargs[f.name] = value
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls(**kwargs)
