@@ -18,24 +18,42 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from jobgpt import config as cfg
 from jobgpt.errors import JobGPTError
 
+
 @dataclass(frozen=True)
 class Stage:
     config: type  # the stage's config dataclass
     target: str  # "module:function" called with the built config
     help: str
 
+
 STAGES: dict[str, Stage] = {
-    "demo-data": Stage(cfg.DemoDataConfig, "jobgpt.corpus:run_demo_data",
-                       "write the synthetic Korean job-posting demo corpus"),
-    "tokenizer": Stage(cfg.TokenizerConfig, "jobgpt.tokenizer:run",
-                       "stage 1: train the BPE tokenizer -> data/tokenizer.json"),
-    "dataset": Stage(cfg.DatasetConfig, "jobgpt.dataset:run",
-                     "stage 2: encode the corpus -> data/train.bin, val.bin, meta.json"),
-    "train": Stage(cfg.TrainConfig, "jobgpt.train:run",
-                   "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt"),
-    "generate": Stage(cfg.GenerateConfig, "jobgpt.generate:run",
-                      "stage 4: sample job-posting text from a checkpoint"),
+    "demo-data": Stage(
+        cfg.DemoDataConfig,
+        "jobgpt.corpus:run_demo_data",
+        "write the synthetic Korean job-posting demo corpus",
+    ),
+    "tokenizer": Stage(
+        cfg.TokenizerConfig,
+        "jobgpt.tokenizer:run",
+        "stage 1: train the BPE tokenizer -> data/tokenizer.json",
+    ),
+    "dataset": Stage(
+        cfg.DatasetConfig,
+        "jobgpt.dataset:run",
+        "stage 2: encode the corpus -> data/train.bin, val.bin, meta.json",
+    ),
+    "train": Stage(
+        cfg.TrainConfig,
+        "jobgpt.train:run",
+        "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt",
+    ),
+    "generate": Stage(
+        cfg.GenerateConfig,
+        "jobgpt.generate:run",
+        "stage 4: sample job-posting text from a checkpoint",
+    ),
 }
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -47,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage_parser = sub.add_parser(name, help=stage.help, description=stage.help)
         add_flags(stage_parser, stage.config)
     return parser
+
 
 def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
     """One `--flag` per dataclass field; nested dataclasses (the model) are flattened."""
@@ -75,6 +94,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
                 kwargs["nargs"] = "+"
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
+
 def _flag_type(tp: Any) -> tuple[type, bool]:
     """(element type, is_list) for annotations like int, str | None, list[str]."""
     origin = get_origin(tp)
@@ -84,6 +104,7 @@ def _flag_type(tp: Any) -> tuple[type, bool]:
     if origin is list:
         return get_args(tp)[0], True
     return tp, False
+
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """{"model.n_layer": 2} -> {"model": {"n_layer": 2}}"""
@@ -96,6 +117,7 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
         node[leaf] = value
     return nested
 
+
 def run_stage(name: str, values: dict[str, Any] | None = None) -> Any:
     """Run one stage by name with explicit values (the rest from presets/defaults)."""
     stage = STAGES[name]
@@ -103,6 +125,7 @@ def run_stage(name: str, values: dict[str, Any] | None = None) -> Any:
     module_name, func_name = stage.target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return func(config)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

@@ -68,7 +68,6 @@ class ModelConfig:
     bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2")
 
 
-
 @dataclass
 class TrainConfig:
     data_dir: str = arg(DATA_DIR, "directory with train.bin, val.bin, meta.json, tokenizer.json")
@@ -91,7 +90,7 @@ class TrainConfig:
     eval_interval: int = arg(100, "evaluate train/val loss every N steps")
     eval_windows: int = arg(64, "fixed windows per split at each eval (whole val split if smaller)")
     early_stop: bool = arg(False, "stop when val loss keeps rising while train loss falls")
-    patience: int = arg(3, "evals of rising (or flat) val loss before overfitting/stall is declared")
+    patience: int = arg(3, "evals of rising (or flat) val loss before declaring overfitting/stall")
     # runtime
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = arg("auto", "auto, float32, bfloat16 or float16 (autocast compute dtype)")
