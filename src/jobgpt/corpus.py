@@ -1,0 +1,687 @@
+"""Reading the user's inputs into documents: the first step of every stage that reads a corpus.
+
+`resolve_inputs` turns files, directories and globs into a sorted, de-duplicated file list;
+`iter_documents` streams `Document`s out of them file by file, so a 1 GB corpus never sits in
+memory whole. What a document is depends on the file:
+
+- text (.txt, .md, or any other file that is UTF-8 text): one document per
+  ``[QUESTION]…[/ANSWER]`` example when the file is in the training format (`jobgpt.qa`);
+  otherwise documents are separated by lines holding only ``<|endoftext|>`` if there are any,
+  else by runs of two or more blank lines.
+- .jsonl / .json / .csv: one document per record, its ``text`` field if it has one, otherwise the
+  job posting rendered with the one Korean template of `render_posting`.
+
+Text is kept lossless: no Unicode normalisation (NFKC would turn the bullet ``ㆍ`` into ``·``),
+newlines and ``\\r\\n`` kept, only whitespace around a document or field stripped. Every bad input
+raises an `InputError` naming the file (and line or byte) and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+from jobgpt.errors import InputError
+from jobgpt.qa import ANSWER_END, is_qa_format, split_qa_blocks
+
+logger = logging.getLogger(__name__)
+
+# Written between documents by corpus tools (and by GPT-2-style dumps); also a special token.
+END_OF_TEXT = "<|endoftext|>"
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
+JSON_SUFFIXES = frozenset({".json"})
+CSV_SUFFIXES = frozenset({".csv"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES
+
+# A .json file is parsed whole (a list cannot be streamed with the standard library), which takes
+# several times its size in memory; past this, .jsonl (read line by line) is the right format.
+MAX_JSON_BYTES = 512 * 1024 * 1024
+
+_BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 20  # bytes read and decoded at a time
+_FORMATS_HINT = "use UTF-8 text (.txt, .md), .jsonl, .json or .csv files"
+
+
+class Document(NamedTuple):
+    text: str
+    source: str  # "path:line" (or "path[i]" for an element of a JSON array), for messages
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the input files
+
+
+def resolve_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Files, directories (searched recursively) and globs -> one ordered, de-duplicated list.
+
+    Order is the order of ``patterns``; within a directory or glob, sorted by path, so the same
+    inputs always give the same corpus. Hidden files and directories (``.git``…) are skipped in
+    directories, and only supported extensions are taken from them.
+    """
+    if isinstance(patterns, str | os.PathLike):
+        patterns = [os.fspath(patterns)]
+    if not patterns:
+        raise InputError("no input given", "pass --input with corpus files, directories or globs")
+    seen: set[Path] = set()
+    files: list[Path] = []
+    for pattern in patterns:
+        for path in _expand(str(pattern)):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(path)
+    return files
+
+
+def _expand(pattern: str) -> list[Path]:
+    path = Path(pattern).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = _walk(path)
+        if not files:
+            raise InputError(
+                f"directory {pattern} holds no corpus files", f"put files in it; {_FORMATS_HINT}"
+            )
+        return files
+    if path.exists():
+        raise InputError(f"{pattern} is not a regular file or directory", _FORMATS_HINT)
+    if any(char in pattern for char in "*?["):
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        files = [f for m in matches for f in (_walk(Path(m)) if Path(m).is_dir() else [Path(m)])]
+        if not files:
+            raise InputError(
+                f"no file matches {pattern!r}",
+                "check the pattern (quote it so your shell does not expand it, and use "
+                "'**' for subdirectories), or pass files or a directory",
+            )
+        return files
+    raise InputError(
+        f"{pattern}: no such file or directory",
+        f"check the path (relative paths start from {Path.cwd()}); "
+        "`jobgpt demo-data` writes a demo corpus to data/samples.txt",
+    )
+
+
+def _walk(directory: Path) -> list[Path]:
+    files = [
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUPPORTED_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    ]
+    return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading documents
+
+
+@dataclass
+class _FileStats:
+    """What reading one file found, for its one log line and its errors."""
+
+    rule: str = ""
+    skipped: int = 0
+    first_skipped: str = ""  # where the first skipped record was and what keys it had
+    ignored_chars: int = 0  # non-space characters outside QA examples
+    first_ignored_line: int = 0
+
+
+def iter_documents(patterns: Sequence[str]) -> Iterator[Document]:
+    """Stream the documents of all inputs, file by file, in `resolve_inputs` order.
+
+    Logs one line per file (how it was split) and a summary at the end. Raises InputError for a
+    missing input, a file that is not UTF-8 text, malformed JSON, or a file with no document.
+    """
+    paths = resolve_inputs(patterns)
+    total = skipped = 0
+    for path in paths:
+        stats = _FileStats()
+        count = 0
+        for doc in _read_file(path, stats):
+            count += 1
+            yield doc
+        if count == 0:
+            raise _no_documents(path, stats)
+        _log_file(path, count, stats)
+        total += count
+        skipped += stats.skipped
+    note = f", {skipped:,} records skipped" if skipped else ""
+    logger.info("read %s documents from %s file(s)%s", f"{total:,}", len(paths), note)
+
+
+def _read_file(path: Path, stats: _FileStats) -> Iterator[Document]:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty", "add text to it or leave it out of --input")
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return _read_jsonl(path, stats)
+    if suffix in JSON_SUFFIXES:
+        return _read_json(path, stats)
+    if suffix in CSV_SUFFIXES:
+        return _read_csv(path, stats)
+    if suffix not in TEXT_SUFFIXES:
+        _check_looks_like_text(path)
+    return _read_text(path, stats)
+
+
+def _log_file(path: Path, count: int, stats: _FileStats) -> None:
+    extra = ""
+    if stats.skipped:
+        extra += f"; skipped {stats.skipped:,} records with no usable field ({stats.first_skipped})"
+    if stats.ignored_chars:
+        extra += (
+            f"; ignored {stats.ignored_chars:,} characters outside [QUESTION]…[/ANSWER] "
+            f"(from line {stats.first_ignored_line})"
+        )
+    logger.info("%s: %s documents (%s)%s", path, f"{count:,}", stats.rule, extra)
+
+
+def _no_documents(path: Path, stats: _FileStats) -> InputError:
+    if stats.skipped:
+        return InputError(
+            f"{path} has no usable record: all {stats.skipped:,} were skipped "
+            f"(first {stats.first_skipped})",
+            "give each record a non-empty 'text' field, or job-posting fields such as "
+            "title/company/duties/requirements (see jobgpt.corpus.render_posting)",
+        )
+    return InputError(
+        f"{path} holds no document (only whitespace or separators)",
+        "add text to it or leave it out of --input",
+    )
+
+
+# --- lines and blocks, with the checks every text-like format shares
+
+
+def _text_blocks(path: Path) -> Iterator[str]:
+    """A UTF-8 file's text in blocks of whole lines (about `_CHUNK` bytes), in bounded memory.
+
+    Decoding a block at once is much faster than line by line, and an error still knows its
+    exact byte offset and line. A leading UTF-8 BOM is dropped; "\\r\\n" is kept.
+    """
+    offset, line = 0, 1
+    with path.open("rb") as f:
+        for i, block in enumerate(_blocks(f)):
+            if i == 0:
+                block, offset = _skip_bom(path, block)
+            yield _decode(path, block, offset, line)
+            offset += len(block)
+            line += block.count(b"\n")
+
+
+def _blocks(f: BinaryIO) -> Iterator[bytes]:
+    """Blocks of a binary file, each ending with a newline (except perhaps the last)."""
+    rest: list[bytes] = []  # a line longer than a block, in pieces (never re-copied)
+    while block := f.read(_CHUNK):
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            rest.append(block)
+            continue
+        yield b"".join([*rest, block[:cut]])
+        rest = [block[cut:]]
+    if tail := b"".join(rest):
+        yield tail
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line with its "\\n") of a UTF-8 file; lines end at "\\n" only."""
+    number = 1
+    for text in _text_blocks(path):
+        *lines, tail = text.split("\n")  # tail is "" when the block ends with a newline
+        for line in lines:
+            yield number, line + "\n"
+            number += 1
+        if tail:
+            yield number, tail
+            number += 1
+
+
+def _skip_bom(path: Path, head: bytes) -> tuple[bytes, int]:
+    """The file's first bytes less a UTF-8 BOM, and how many bytes were skipped."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path} is UTF-16 text", "re-save it as UTF-8 (any editor's 'Save as')")
+    return (head[len(_BOM) :], len(_BOM)) if head.startswith(_BOM) else (head, 0)
+
+
+def _decode(path: Path, data: bytes, offset: int, line: int) -> str:
+    """``data`` (found at byte ``offset``, line ``line`` of ``path``) as text, or an InputError."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise _binary_error(path, offset + nul)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = data.rfind(b"\n", 0, err.start) + 1
+        end = data.find(b"\n", err.start)
+        bad_line = data[start : end if end >= 0 else len(data)]
+        line += data.count(b"\n", 0, err.start)
+        raise _utf8_error(path, offset + err.start, line, bad_line) from None
+
+
+def _binary_error(path: Path, offset: int) -> InputError:
+    return InputError(
+        f"{path} looks like a binary file, not text (NUL byte at byte offset {offset:,})",
+        f"leave it out of --input; {_FORMATS_HINT}",
+    )
+
+
+def _utf8_error(path: Path, offset: int, line_number: int, line: bytes) -> InputError:
+    guess = ""
+    try:
+        line.decode("cp949")
+        guess = " It looks like CP949/EUC-KR (common for Korean Windows files)."
+    except UnicodeDecodeError:
+        pass
+    return InputError(
+        f"{path} is not valid UTF-8: byte offset {offset:,} (line {line_number}).{guess}",
+        f"re-save the file as UTF-8, e.g. `iconv -f cp949 -t utf-8 {path.name} > "
+        f"{path.stem}.utf8{path.suffix}`",
+    )
+
+
+def _check_looks_like_text(path: Path) -> None:
+    """An unknown extension is read as text only if its first 8 KB look like UTF-8 text."""
+    with path.open("rb") as f:
+        head = f.read(8192)
+    problem = "NUL bytes" if b"\0" in head else ""
+    if not problem:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if err.start < len(head) - 3:  # not just a character cut at the 8 KB boundary
+                problem = f"invalid UTF-8 at byte offset {err.start:,}"
+    if problem:
+        raise InputError(
+            f"{path}: unknown format {path.suffix or '(no extension)'!r} and not text ({problem})",
+            f"leave it out of --input; {_FORMATS_HINT}",
+        )
+
+
+# --- plain text
+
+# A line holding only <|endoftext|> (spaces around it allowed).
+_EOT_LINE = re.compile(r"^[^\S\n]*" + re.escape(END_OF_TEXT) + r"[^\S\n]*$", re.MULTILINE)
+# The end of a line, then two or more blank (whitespace-only) lines.
+_BLANK_RUN = re.compile(r"\n(?:[^\S\n]*\n){2,}")
+
+
+def _read_text(path: Path, stats: _FileStats) -> Iterator[Document]:
+    rule = _detect_text_rule(path)
+    if rule == "qa":
+        stats.rule = "QA examples [QUESTION]…[/ANSWER]"
+        yield from _split_qa_stream(path, stats)
+    elif rule == "eot":
+        stats.rule = f"split at {END_OF_TEXT} lines"
+        yield from _split_stream(path, _EOT_LINE)
+    else:
+        stats.rule = "split at 2+ blank lines"
+        yield from _split_stream(path, _BLANK_RUN)
+
+
+def _detect_text_rule(path: Path) -> str:
+    """'qa' if the file starts with [QUESTION], else 'eot' if any line is <|endoftext|>, else
+    'blank'. Stops reading at the first block that decides."""
+    seen_text = False
+    for text in _text_blocks(path):
+        if not seen_text and text.strip():
+            if is_qa_format(text):
+                return "qa"
+            seen_text = True
+        if _EOT_LINE.search(text):
+            return "eot"
+    return "blank"
+
+
+def _split_stream(path: Path, separator: re.Pattern[str]) -> Iterator[Document]:
+    """The documents between ``separator`` matches, found block by block.
+
+    The document being read is kept in pieces and joined once, so a long one (or a file with no
+    separator at all) costs linear time; only its trailing whitespace is carried into the next
+    block, where a separator that started there can be found.
+    """
+    pieces: list[str] = []  # the document being read
+    line = 1  # the line its first piece starts on
+    for block in _text_blocks(path):
+        text = block
+        if pieces:
+            last = pieces.pop()
+            keep = len(last.rstrip())
+            pieces.append(last[:keep])
+            text = last[keep:] + block
+        pos = 0
+        for match in separator.finditer(text):
+            pieces.append(text[pos : match.start()])
+            doc = "".join(pieces)
+            yield from _document(doc, path, line)
+            line += doc.count("\n") + match.group().count("\n")
+            pieces, pos = [], match.end()
+        pieces.append(text[pos:])
+    yield from _document("".join(pieces), path, line)
+
+
+def _document(text: str, path: Path, line: int) -> Iterator[Document]:
+    """``text`` (starting on ``line``) less leading blank lines and trailing space, if not empty."""
+    body = text.lstrip()
+    if body:
+        start = text.rfind("\n", 0, len(text) - len(body)) + 1  # keep the first line's indent
+        yield Document(text[start:].rstrip(), f"{path}:{line + text.count(chr(10), 0, start)}")
+
+
+def _split_qa_stream(path: Path, stats: _FileStats) -> Iterator[Document]:
+    """Cut examples out block by block; only text after the last complete example is kept.
+
+    Markers never span blocks (blocks end at line ends), so a block without ``[/ANSWER]`` just
+    joins the kept pieces.
+    """
+    pieces: list[str] = []
+    line = 1  # the line the kept text starts on
+    for block in _text_blocks(path):
+        cut = block.rfind(ANSWER_END)
+        if cut < 0:
+            pieces.append(block)
+            continue
+        cut += len(ANSWER_END)
+        text = "".join([*pieces, block[:cut]])
+        yield from _qa_documents(text, path, line, stats)
+        line += text.count("\n")
+        pieces = [block[cut:]]
+    _count_ignored("".join(pieces), line, stats)
+
+
+def _qa_documents(text: str, path: Path, line: int, stats: _FileStats) -> Iterator[Document]:
+    pos = 0
+    for example in split_qa_blocks(text):
+        at = text.index(example, pos)
+        _count_ignored(text[pos:at], line, stats)
+        line += text.count("\n", pos, at)
+        yield Document(example, f"{path}:{line}")
+        line += example.count("\n")
+        pos = at + len(example)
+    _count_ignored(text[pos:], line, stats)
+
+
+def _count_ignored(gap: str, line: int, stats: _FileStats) -> None:
+    """Text between examples is dropped; count it (separators aside) so the log can say so."""
+    chars = sum(not c.isspace() for c in gap.replace(END_OF_TEXT, ""))
+    if chars:
+        stats.ignored_chars += chars
+        stats.first_ignored_line = stats.first_ignored_line or line
+
+
+# --- structured records
+
+
+def _read_jsonl(path: Path, stats: _FileStats) -> Iterator[Document]:
+    stats.rule = "one record per JSON line"
+    for number, line in _read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(
+                f"{path} line {number} is not valid JSON: {err.msg} (column {err.colno})",
+                "fix or delete that line: each line of a .jsonl file must be one JSON object",
+            ) from None
+        yield from _record_document(record, f"{path}:{number}", stats)
+
+
+def _read_json(path: Path, stats: _FileStats) -> Iterator[Document]:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise InputError(
+            f"{path} is {size / 2**20:,.0f} MB of JSON, too large to parse at once",
+            f"convert it to JSON Lines, one record per line: jq -c '.[]' {path.name} > "
+            f"{path.stem}.jsonl",
+        )
+    body, offset = _skip_bom(path, path.read_bytes())
+    text = _decode(path, body, offset, 1)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"{path} is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
+            "fix the file (a JSON array of objects, or an object holding one), "
+            "or use .jsonl with one object per line",
+        ) from None
+    stats.rule, records = _json_records(data, path)
+    for i, record in enumerate(records):
+        yield from _record_document(record, f"{path}[{i}]", stats)
+
+
+def _json_records(data: Any, path: Path) -> tuple[str, list[Any]]:
+    """(how the records were found, the records) of a .json file: the array itself, the longest
+    list of objects held by a top-level object (``{"data": [...]}``), or the object itself when
+    it is one posting."""
+    if isinstance(data, list):
+        return "one record per JSON array element", data
+    if isinstance(data, dict):
+        if record_text(data):
+            return "one JSON posting", [data]
+        lists = [
+            (key, value)
+            for key, value in data.items()
+            if isinstance(value, list) and any(isinstance(v, dict | str) for v in value)
+        ]
+        if lists:
+            key, records = max(lists, key=lambda kv: len(kv[1]))
+            return f"one record per element of {key!r}", records
+    raise InputError(
+        f"{path} holds no list of records (top level is a {type(data).__name__})",
+        "give it a JSON array of objects, each with a 'text' field or job-posting fields",
+    )
+
+
+def _read_csv(path: Path, stats: _FileStats) -> Iterator[Document]:
+    stats.rule = "one record per CSV row"
+    # Posting texts are long; the csv module's default 128 KB field limit is too small for some.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    reader = csv.DictReader(line for _, line in _read_lines(path))
+    try:
+        for row in reader:
+            record = {k: v for k, v in row.items() if isinstance(k, str)}
+            yield from _record_document(record, f"{path}:{reader.line_num}", stats)
+    except csv.Error as err:
+        raise InputError(
+            f"{path} line {reader.line_num} is not valid CSV: {err}",
+            "check the quoting on that line (a field with commas or newlines must be quoted)",
+        ) from None
+
+
+def _record_document(record: Any, source: str, stats: _FileStats) -> Iterator[Document]:
+    text = record.strip() if isinstance(record, str) else record_text(record)
+    if text:
+        yield Document(text, source)
+        return
+    stats.skipped += 1
+    if not stats.first_skipped:
+        keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
+        stats.first_skipped = f"at {source}, keys: {keys or 'none'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One Korean template for structured job postings
+
+# (label, accepted keys). Keys match case-insensitively, so the upper-case crawl schema
+# (COMPANY, MAINDUTIES...) and the lower-case board schema (company_name, responsibilities...)
+# both work; the Korean label itself is accepted as a key too.
+_SUMMARY_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("회사명", ("company", "company_name")),
+    ("포지션", ("position", "title")),
+    ("부서", ("department",)),
+    ("업종", ("industry",)),
+    ("직군 코드", ("job_group",)),
+    ("위치", ("location", "working_area", "address")),
+    ("고용형태", ("employment_type",)),
+    ("급여", ("salary",)),
+    ("경력", ("experience", "experience_level")),
+    ("학력", ("education", "education_level")),
+    ("근무시간", ("work_hours",)),
+    ("근무요일", ("work_days",)),
+    ("원격근무", ("remote_work",)),
+    ("모집인원", ("hiring_count",)),
+    ("입사일", ("start_date",)),
+    ("마감일", ("deadline", "recruit_deadline")),
+)
+_SECTION_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("회사 소개", ("intro", "group_intro", "company_intro")),
+    ("업무 내용", ("duties", "responsibilities", "mainduties", "main_duties")),
+    ("자격 요건", ("requirements", "qualification", "qualifications")),
+    ("우대 사항", ("preferred", "preferential")),
+    ("복리후생", ("benefits",)),
+    ("채용 절차", ("process", "hiring_process")),
+    ("제출 서류", ("application_docs",)),
+    ("지원 방법", ("how_to_apply", "apply_method")),
+    ("상세 내용", ("content", "description")),
+)
+_SKILLS_FIELD = ("필요 기술", ("skills",))
+_CONTACT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("담당자", ("contact_person",)),
+    ("TEL", ("phone", "tel", "contact_phone")),
+    ("EMAIL", ("email", "application_email")),
+    ("WEB", ("url", "application_url", "job_posting_url", "origin_source_url")),
+)
+# Values that mean "not given" in real crawls ("000" and "N/A" fill unknown contacts).
+_PLACEHOLDERS = frozenset({"", "-", "000", "n/a", "na", "none", "null"})
+# Posting fields that make a record worth a document on their own (a bare "content" or company
+# name does not: without a title or duties it is rarely a posting).
+_SUBSTANTIVE = ("포지션", "업무 내용", "자격 요건", "우대 사항", "회사 소개", "복리후생")
+
+
+def record_text(record: Any) -> str:
+    """A record's document text: its ``text`` field, else `render_posting`; '' if neither."""
+    if not isinstance(record, dict):
+        return ""
+    for key, value in record.items():
+        if isinstance(key, str) and key.lower() == "text" and isinstance(value, str):
+            if value.strip():
+                return value.strip()
+    return render_posting(record)
+
+
+def render_posting(record: dict[str, Any]) -> str:
+    """A structured job posting as Korean text, in the layout of the reference corpus's [DOC]s.
+
+    Accepts the upper-case crawl schema (COMPANY, TITLE, GROUP_INTRO, MAINDUTIES, QUALIFICATION,
+    PREFERENTIAL, BENEFITS, WORKING_AREA, RECRUIT_DEADLINE, JOB_GROUP, JOB_POSTING_URL) and the
+    board schema (title, content, and a ``meta`` object with company_name, position, location,
+    salary, deadline, responsibilities, requirements, skills...). Missing, null and placeholder
+    fields are left out. Returns '' when the record has no posting field worth a document.
+    """
+    fields = _flatten(record)
+    pick = {label: _first(fields, label, keys) for label, keys in _SUMMARY_FIELDS}
+    pick["급여"] = _salary(fields)
+    pick["경력"] = pick["경력"] or _years(fields)
+    sections = {label: _first(fields, label, keys) for label, keys in _SECTION_FIELDS}
+    if not any(pick.get(label) or sections.get(label) for label in _SUBSTANTIVE):
+        return ""
+    parts = [_header(_first(fields, "제목", ("title",)), pick["포지션"], pick["회사명"])]
+    parts.append("\n".join(f"{label}: {value}" for label, value in pick.items() if value))
+    parts += [f"{label}:\n{value}" for label, value in sections.items() if value]
+    if skills := _first(fields, *_SKILLS_FIELD):
+        parts.append(f"{_SKILLS_FIELD[0]}: {skills}")
+    contacts: list[str] = []
+    for label, keys in _CONTACT_FIELDS:
+        if value := _first(fields, label, keys):
+            contacts.append(f"{label}: {value}")
+    parts.append("\n".join(contacts))
+    return "\n\n".join(part for part in parts if part)
+
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """Lower-cased keys; a nested object (the board's ``meta``) is merged one level up."""
+    flat = {str(k).lower(): v for k, v in record.items() if not isinstance(v, dict)}
+    for value in record.values():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat.setdefault(str(k).lower(), v)
+    return flat
+
+
+def _first(fields: dict[str, Any], label: str, keys: tuple[str, ...]) -> str:
+    for key in (label.lower(), *keys):
+        if value := _clean(fields.get(key)):
+            return value
+    return ""
+
+
+def _clean(value: Any) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, dict):
+        return ""
+    if isinstance(value, list):
+        return ", ".join(v for v in map(_clean, value) if v)
+    text = str(value).strip()
+    # Some crawls escape newlines twice, leaving a literal backslash-n; a field with no real
+    # newline but literal "\n"s is one of those, and reading it as newlines restores the text.
+    if "\\n" in text and "\n" not in text:
+        text = text.replace("\\n", "\n").replace("\\t", "\t").strip()
+    return "" if text.lower() in _PLACEHOLDERS else text
+
+
+def _salary(fields: dict[str, Any]) -> str:
+    salary = _first(fields, "급여", ("salary",))
+    low, high = _clean(fields.get("min_salary")), _clean(fields.get("max_salary"))
+    if not salary and (low or high):
+        salary = f"{low} - {high}" if low and high else (low or high)
+    currency = _clean(fields.get("salary_currency"))
+    if salary and currency and currency not in salary:
+        salary = f"{salary} ({currency})"
+    return salary
+
+
+def _years(fields: dict[str, Any]) -> str:
+    years = _clean(fields.get("min_experience_years"))
+    return f"{years}년 이상" if years else ""
+
+
+def _header(title: str, position: str, company: str) -> str:
+    title = title or position
+    if not title:
+        return f"=== {company} 채용 ===" if company else ""
+    if company and not title.startswith("[") and company not in title:
+        title = f"[{company}] {title}"
+    return f"=== {title} ==="
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo corpus lives in `jobgpt.demo_corpus` (it renders postings with this module's template,
+# so it imports this module; these wrappers import it lazily to keep that one-way).
+
+
+def ensure_default_corpus(patterns: Sequence[str]) -> None:
+    """Write the demo corpus to data/samples.txt when that default input is asked for and absent."""
+    from jobgpt.demo_corpus import ensure_default_corpus as ensure
+
+    ensure(patterns)
+
+
+def run_demo_data(cfg: Any) -> Path:
+    """`jobgpt demo-data`: see `jobgpt.demo_corpus.run_demo_data`."""
+    from jobgpt.demo_corpus import run_demo_data as run
+
+    return run(cfg)
+
+
+__all__ = [
+    "END_OF_TEXT",
+    "Document",
+    "ensure_default_corpus",
+    "iter_documents",
+    "record_text",
+    "render_posting",
+    "resolve_inputs",
+    "run_demo_data",
+]
