@@ -8,38 +8,72 @@ can read it without executing any pickled code):
     model            state_dict
     tokenizer        {"json": str, "sha256": str, "vocab_size": int} - the tokenizer itself, so
                      generation/serving/export need no other file and can never pick a wrong one
+    versions         {"torch", "tokenizers", "numpy", "jobgpt", "python"}: what wrote it
     ...              the trainer adds optimizer, step, RNG and sampler state, train config, etc.
+                     (see `jobgpt.train.Trainer.state_dict`)
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import random
 import tempfile
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 
-from jobgpt.config import ModelConfig
-from jobgpt.errors import CheckpointError
+from jobgpt.config import ModelConfig, TrainConfig, make_config
+from jobgpt.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "uv run python scripts/train_gpt.py"
 
+# Settings that describe *this invocation* rather than the run: --resume never takes them from
+# the checkpoint.
+INVOCATION_FIELDS = frozenset(
+    {
+        "data_dir",
+        "out_dir",
+        "preset",
+        "device",
+        "dtype",
+        "compile",
+        "resume",
+        "overwrite",
+        "max_minutes",
+    }
+)
+ARCHITECTURE_FIELDS = frozenset({"block_size", "n_layer", "n_head", "n_embd", "bias"})
 
-def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
-    """Write to a temp file in the same directory, then rename: a crash never leaves half a file."""
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temp file in `path`'s directory; on success rename it over `path`.
+
+    Readers see the old file or the new one, never half of one — even if the writer is killed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Write to a temp file in the same directory, then rename: a crash never leaves half a file."""
+    with atomic_open(path, "wb") as f:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, f)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -101,3 +135,154 @@ def tokenizer_from_checkpoint(ckpt: dict[str, Any]):  # -> tokenizers.Tokenizer
             f"it was not written by this version of jobgpt; train again with `{TRAIN_COMMAND}`",
         )
     return Tokenizer.from_str(info["json"])
+
+
+def check_tokenizer_match(ckpt: dict[str, Any], sha256: str, vocab_size: int, data: str) -> None:
+    """Refuse a checkpoint trained with another tokenizer than the data `data` was encoded with.
+
+    The same token ids would mean different text: training on would silently scramble the model.
+    """
+    info = ckpt.get("tokenizer") or {}
+    if info.get("sha256") == sha256 and info.get("vocab_size") == vocab_size:
+        return
+    raise CheckpointError(
+        f"the checkpoint was trained with tokenizer {str(info.get('sha256'))[:12]} "
+        f"(vocab {info.get('vocab_size')}), but {data} was encoded with tokenizer "
+        f"{sha256[:12]} (vocab {vocab_size}) — token ids would mean different text",
+        "resume with the data the checkpoint was trained on, or start a new run in another "
+        "--out-dir (or --overwrite)",
+    )
+
+
+def library_versions() -> dict[str, str]:
+    """What wrote a checkpoint, so a later failure to load it can be explained."""
+    import tokenizers
+
+    import jobgpt
+
+    versions = {
+        "torch": torch.__version__,
+        "tokenizers": tokenizers.__version__,
+        "numpy": np.__version__,
+        "jobgpt": jobgpt.__version__,
+        "python": platform.python_version(),
+    }
+    # str(): torch.__version__ is a str subclass that weights_only loading rejects.
+    return {name: str(v) for name, v in versions.items()}
+
+
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every random generator this process draws from, as plain data and tensors
+    (weights_only-safe): torch's CPU generator, numpy's and Python's global ones, and the
+    accelerator's generator for `device` (only that one: touching others would wake them)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": random.getstate(),
+    }
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    if device is not None and device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what `rng_state` captured; an accelerator state only on the same kind of device."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(_as_tuples(state["python"]))
+    if device is not None and device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    if device is not None and device.type == "mps" and "mps" in state:
+        torch.mps.set_rng_state(state["mps"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate wants tuples all the way down; a saved state may come back with lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+# --- continuing a run: never lose or silently reuse one ----------------------------------------
+
+
+def find_resume_checkpoint(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint to resume from (--resume), or None for a new run. A new run refuses an
+    out_dir that already holds one unless --overwrite says so."""
+    out = Path(cfg.out_dir)
+    latest = out / "ckpt.pt"
+    if cfg.resume:
+        if not latest.is_file():
+            raise CheckpointError(
+                f"--resume given, but {latest} does not exist",
+                "drop --resume to start a new run, or point --out-dir at the run to continue",
+            )
+        return load_checkpoint(latest)
+    existing = [p.name for p in (latest, out / "best.pt") if p.is_file()]
+    if existing and not cfg.overwrite:
+        raise CheckpointError(
+            f"{out} already holds a training run ({', '.join(existing)})",
+            "add --resume to continue it, --overwrite to start over (deletes it), or choose "
+            "another --out-dir",
+        )
+    return None
+
+
+def resume_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
+    """The checkpoint's run settings, with what this invocation's flags changed on top.
+
+    A setting counts as changed when it differs from the preset's default, so a bare `--resume`
+    continues the run exactly as configured. (A flag set to the default value cannot be told
+    apart from no flag, so it does not override the checkpoint.) Invocation settings (paths,
+    device, time budget...) always come from `cfg`. Architecture changes are refused: the
+    weights have the checkpoint's shapes. Returns the settings and the changes, for the log.
+    """
+    known = {f.name for f in fields(TrainConfig)}
+    saved_values = {k: v for k, v in ckpt["train_config"].items() if k in known}
+    saved = make_config(TrainConfig, {**saved_values, "model": ckpt["model_config"]})
+    defaults = make_config(TrainConfig, {"preset": cfg.preset})
+    changes: list[str] = []
+    model = _overlay(saved.model, cfg.model, defaults.model, changes)
+    merged = _overlay(saved, cfg, defaults, changes, keep=INVOCATION_FIELDS)
+    return replace(merged, model=model), changes
+
+
+def _overlay(saved: Any, ours: Any, default: Any, changes: list[str], keep=frozenset()) -> Any:
+    """`saved` with the fields of `ours` that differ from `default` (and all of `keep`)."""
+    updates = {}
+    for f in fields(ours):
+        value, theirs = getattr(ours, f.name), getattr(saved, f.name)
+        if is_dataclass(value):
+            continue
+        if f.name in keep:
+            updates[f.name] = value
+        elif value != getattr(default, f.name) and value != theirs:
+            if f.name in ARCHITECTURE_FIELDS:
+                raise _architecture_conflict(f.name, theirs, value)
+            changes.append(f"{f.name} {theirs} -> {value}")
+            updates[f.name] = value
+    return replace(saved, **updates)
+
+
+def _architecture_conflict(name: str, saved: Any, wanted: Any) -> ConfigError:
+    flag = "--" + name.replace("_", "-")
+    if name == "block_size" and wanted > saved:
+        return ConfigError(
+            f"{flag} {wanted} is larger than the checkpoint model's block_size {saved}: its "
+            f"position table has only {saved} positions",
+            f"drop {flag} to resume with the checkpoint's {saved}, or start a new run in "
+            "another --out-dir",
+        )
+    return ConfigError(
+        f"{flag} {wanted} conflicts with the checkpoint, whose model has {name} {saved}; a "
+        "resumed run keeps the checkpoint's architecture",
+        f"drop {flag} to resume, or start a new model with another --out-dir (or --overwrite)",
+    )

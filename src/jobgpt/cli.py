@@ -27,9 +27,14 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
+    "demo": Stage(
+        cfg.DemoConfig,
+        "jobgpt.demo:run",
+        "the whole pipeline on the built-in demo corpus (about 10 minutes on 2 CPU cores)",
+    ),
     "demo-data": Stage(
         cfg.DemoDataConfig,
-        "jobgpt.corpus:run_demo_data",
+        "jobgpt.demo_corpus:run_demo_data",
         "write the synthetic Korean job-posting demo corpus",
     ),
     "tokenizer": Stage(

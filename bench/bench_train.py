@@ -1,0 +1,209 @@
+"""Training speed: tokens/s and model FLOP/s against this machine's fp32 matmul peak. Prints JSON.
+
+    uv run python bench/bench_train.py                          # reference run, trainer defaults
+    uv run python bench/bench_train.py --keep-freed-memory      # + runtime.keep_freed_memory()
+    uv run python bench/bench_train.py --dtype bfloat16 --compile on --set model.dropout=0
+    uv run python bench/bench_train.py --data-dir data          # your own bins
+
+What it times: `Trainer.train_step` of the real trainer (forward, backward, clipping, AdamW,
+zero_grad; batch sampling included) at the reference config (TrainConfig defaults: batch 16,
+context 256, 6 layers, 6 heads, 384 dims) with the trainer's own device, precision and compile
+choices unless flags override them. The data: a 24,000-token tokenizer and bins built once per
+run in a temp dir from the real postings beside the repo (../shared/data), or from the synthetic
+demo corpus where those are absent (setup is untimed and reported as setup_s).
+
+Figures: model FLOP/s = tokens/s x `GPT.flops_per_token()` (6 per weight + attention); the fp32
+matmul peak is the best of a 2048^3 matmul and the model's own matmul shapes, measured right
+before and right after the timed steps with the same threads, so load from other processes hits
+both alike. fraction_of_peak = model FLOP/s / that peak (target: >= 0.75). text_bytes_per_s =
+tokens/s x the UTF-8 bytes per token of the data's validation windows.
+
+On a shared machine look at load_avg_1m and cpu_util (process CPU seconds / wall seconds / threads,
+1.0 = every thread ran all the time): below ~0.9 other processes took the cores, and the step
+times mean little. best_* figures are the least disturbed step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jobgpt import runtime
+from jobgpt.config import DatasetConfig, TokenizerConfig, TrainConfig, make_config
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_POSTINGS = SHARED_DATA / "wanted" / "postings.jsonl"
+PEAK_SHAPES = [(2048, 2048, 2048), (4096, 384, 1536), (4096, 1536, 384), (4096, 384, 24_000)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile)")
+    parser.add_argument("--dtype", help="override the trainer's --dtype (auto, float32, ...)")
+    parser.add_argument("--compile", help="override the trainer's --compile (auto, on, off)")
+    parser.add_argument("--device", help="override the trainer's --device")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="call runtime.keep_freed_memory() first (recommended trainer default on CPU)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig override, e.g. batch_size=8 or model.dropout=0 (repeatable)",
+    )
+    parser.add_argument("--data-dir", help="existing bins (train.bin, val.bin, meta.json)")
+    parser.add_argument("--vocab-size", type=int, default=24_000, help="tokenizer for temp data")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the trainer's report: off
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    allocator = runtime.keep_freed_memory() if args.keep_freed_memory else None
+
+    with tempfile.TemporaryDirectory(prefix="jobgpt-bench-") as tmp:
+        start = time.perf_counter()
+        data_dir, corpus = args.data_dir, "given"
+        if data_dir is None:
+            data_dir, corpus = prepare_data(Path(tmp), args.vocab_size)
+        setup_s = time.perf_counter() - start
+        values = overrides(args)
+        values.update(data_dir=str(data_dir), out_dir=f"{tmp}/run")
+        result = bench(make_config(TrainConfig, values), args)
+    result.update(
+        corpus=corpus,
+        setup_s=round(setup_s, 1),
+        keep_freed_memory=allocator is not None,
+        overrides=args.set,
+    )
+    print(json.dumps(result, ensure_ascii=False))
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--set KEY=VALUE pairs (dotted keys nest) plus the dedicated flags, as make_config values."""
+    values: dict[str, Any] = {}
+    pairs = [item.split("=", 1) for item in args.set]
+    pairs += [[k, v] for k in ("dtype", "compile", "device") if (v := getattr(args, k))]
+    for key, raw in pairs:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a plain string such as "cpu"
+        *parents, leaf = key.split(".")
+        node = values
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return values
+
+
+def prepare_data(tmp: Path, vocab_size: int) -> tuple[Path, str]:
+    """Tokenizer + bins in tmp from the shared real postings, else from the demo corpus."""
+    from jobgpt import dataset, tokenizer
+    from jobgpt.demo_corpus import write_demo_corpus
+
+    corpus = SHARED_POSTINGS
+    if not corpus.is_file():
+        corpus = write_demo_corpus(tmp / "samples.txt", n=3000, seed=1337)
+    tok_path, data_dir = tmp / "tokenizer.json", tmp / "data"
+    with contextlib.redirect_stdout(io.StringIO()):  # stdout is for the JSON
+        tokenizer.run(
+            make_config(
+                TokenizerConfig,
+                {"input": [str(corpus)], "vocab_size": vocab_size, "out": str(tok_path)},
+            )
+        )
+        dataset.run(
+            make_config(
+                DatasetConfig,
+                {"input": [str(corpus)], "tokenizer": str(tok_path), "out_dir": str(data_dir)},
+            )
+        )
+    return data_dir, str(corpus)
+
+
+def fp32_peak(device: torch.device) -> float:
+    """Best fp32 matmul FLOP/s over a large square and the model's shapes (CPU only)."""
+    if device.type != "cpu":
+        return float("nan")
+    return max(runtime.matmul_flops(torch.float32, shape, seconds=0.5) for shape in PEAK_SHAPES)
+
+
+def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from jobgpt.train import Trainer
+
+    trainer = Trainer(cfg)
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else lambda: None
+    start = time.perf_counter()
+    for _ in range(args.warmup):
+        trainer.train_step()
+    sync()
+    warmup_s = time.perf_counter() - start
+
+    load_before = os.getloadavg()[0]
+    peak_before = fp32_peak(trainer.device)
+    walls, cpus = [], []
+    for _ in range(args.steps):
+        wall, cpu = time.perf_counter(), time.process_time()
+        trainer.train_step().item()  # .item(): the step is finished when it is timed
+        sync()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    peak_after = fp32_peak(trainer.device)
+    peak = max(peak_before, peak_after)
+
+    tokens, flops_per_token = trainer.tokens_per_step, trainer.raw_model.flops_per_token()
+    val_targets = trainer.eval_sets["val"][1]
+    bytes_per_token = trainer.val_bytes / val_targets.size
+    median, best = statistics.median(walls), min(walls)
+    tokens_per_s = tokens / median
+    threads = torch.get_num_threads()
+    result = {
+        "bench": "train",
+        "loop": "trainer",
+        "device": str(trainer.device),
+        "cpu_model": runtime.cpu_name(),
+        "has_native_bf16": runtime.cpu_bf16_flag(),
+        "dtype": str(trainer.dtype).removeprefix("torch."),
+        "dtype_reason": trainer.dtype_why,
+        "compile": trainer.compile_why,
+        "threads": threads,
+        "params": trainer.raw_model.num_params(),
+        "tokens_per_step": tokens,
+        "flops_per_token": flops_per_token,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "best_tokens_per_s": round(tokens / best, 1),
+        "model_flops_per_s": round(flops_per_token * tokens_per_s),
+        "fp32_matmul_peak_flops": round(peak),
+        "peak_before_after": [round(peak_before), round(peak_after)],
+        "fraction_of_peak": round(flops_per_token * tokens_per_s / peak, 3),
+        "best_fraction_of_peak": round(flops_per_token * tokens / best / peak, 3),
+        "bytes_per_token": round(bytes_per_token, 3),
+        "bytes_per_token_source": f"UTF-8 bytes of {val_targets.size:,} validation targets",
+        "text_bytes_per_s": round(tokens_per_s * bytes_per_token),
+        "step_s": [round(w, 3) for w in walls],
+        "cpu_util": round(sum(cpus) / sum(walls) / threads, 2),
+        "warmup_s": round(warmup_s, 1),
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "torch": torch.__version__,
+    }
+    trainer.close()
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,519 @@
+"""Stage 2: encode the corpus into token bins (-> data/train.bin, data/val.bin, data/meta.json).
+
+A bin is a flat array of token ids (``uint16`` while the vocabulary fits, else ``uint32``), every
+document followed by ``<|endoftext|>``. ``meta.json`` beside it records what the bins were made
+from, and `TokenBins` refuses bins that do not match their tokenizer.
+
+How documents reach a split, in one streaming pass plus a cheap copy:
+
+1. **Read and encode** (`_encode_corpus`). Exact duplicate documents are dropped. Every kept
+   document is encoded (in batches, on a background thread, while the next batch is read) and
+   appended to a temporary spool file; only its token count and a 64-bit group key stay in memory.
+2. **Group near-duplicates** (`Groups`). Postings of one company repeat the same intro and
+   benefits paragraphs; if one landed in train and its twin in val, val loss would measure
+   memorisation. Documents sharing any paragraph of ``group_min_chars`` or more are joined
+   (union-find; a group is named by its smallest paragraph fingerprint, so the grouping does not
+   depend on the order of the input).
+3. **Split by group** (`_assign_splits`). A group goes to val when a seeded hash of its name falls
+   below ``val_fraction``: deterministic and order-independent. If that leaves val too small for
+   a few ``block_size`` windows, the next groups by hash move over too.
+4. **Copy** each document's tokens from the spool to train.bin or val.bin; write meta.json last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import chain, pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from jobgpt.config import DatasetConfig
+from jobgpt.errors import ConfigError, DataError
+from jobgpt.tokenizer import (
+    EOT,
+    atomic_write_text,
+    load_tokenizer,
+    special_id,
+    temp_path,
+    tokenizer_sha256,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+SPLITS = ("train", "val")
+BIN_FILES = {"train": "train.bin", "val": "val.bin"}
+MIN_VAL_WINDOWS = 4  # val should hold at least this many block_size windows
+BATCH_BYTES = 1 << 20  # documents are encoded in batches of about this much text
+BUILD_HINT = "build them with `uv run python scripts/build_bin_dataset.py` (jobgpt dataset)"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds every id below ``vocab_size``."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+# --- fingerprints and groups ----------------------------------------------------------------------
+
+
+def fingerprint(data: bytes) -> int:
+    """A 64-bit content hash (blake2b), stable across runs and machines (unlike ``hash()``)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def paragraph_fingerprints(text: str, min_chars: int) -> list[int]:
+    """Fingerprints of the blank-line-separated paragraphs of at least ``min_chars`` characters."""
+    if min_chars <= 0:
+        return []
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return [
+        fingerprint(p.strip().encode("utf-8")) for p in text.split("\n\n") if len(p) >= min_chars
+    ]
+
+
+class Groups:
+    """Union-find over 64-bit keys. A set's root is its smallest key, whatever the union order."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, key: int) -> int:
+        root = key
+        while (up := self.parent.get(root, root)) != root:
+            root = up
+        while key != root:  # path compression keeps later finds short
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def link(self, keys: list[int]) -> None:
+        """Put all ``keys`` in one set."""
+        if not keys:
+            return
+        root = self.find(keys[0])
+        for key in keys[1:]:
+            other = self.find(key)
+            if other != root:
+                root, child = min(root, other), max(root, other)
+                self.parent[child] = root
+        self.parent.setdefault(root, root)
+
+
+def split_score(group: int, seed: int) -> float:
+    """A group's seeded position in [0, 1): groups below val_fraction go to val."""
+    data = seed.to_bytes(8, "little", signed=True) + group.to_bytes(8, "little")
+    return fingerprint(data) / 2.0**64
+
+
+# --- pass 1: read, deduplicate, group, encode to a spool ------------------------------------------
+
+
+@dataclass
+class _Corpus:
+    """What pass 1 keeps in memory: per kept document, its token count and group key."""
+
+    doc_tokens: list[int] = field(default_factory=list)
+    doc_keys: list[int] = field(default_factory=list)
+    groups: Groups = field(default_factory=Groups)
+    documents: int = 0  # read, duplicates included
+    duplicates: int = 0
+    bytes: int = 0  # UTF-8 bytes of the kept documents
+
+
+def _encode_corpus(
+    texts: Iterable[str], tok: Tokenizer, spool: Path, dtype: np.dtype, min_chars: int
+) -> _Corpus:
+    """Deduplicate, fingerprint and encode ``texts`` into ``spool`` (tokens, EOT after each)."""
+    from tqdm import tqdm
+
+    corpus = _Corpus()
+    eot = special_id(tok, EOT)
+    # One background thread encodes batch k (the Rust encoder releases the GIL and uses every
+    # core) while this thread reads and fingerprints batch k+1. At most two batches are alive.
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        open(spool, "wb") as out,
+        tqdm(desc="encoding", unit="B", unit_scale=True, leave=False) as bar,
+    ):
+        pending: Future | None = None
+        for batch, n_bytes in _batches(_unique(texts, corpus, min_chars)):
+            future = pool.submit(_encode_batch, tok, batch, eot, dtype)
+            if pending is not None:
+                _write_batch(pending.result(), out, corpus)
+            pending = future
+            bar.update(n_bytes)
+        if pending is not None:
+            _write_batch(pending.result(), out, corpus)
+    return corpus
+
+
+def _unique(texts: Iterable[str], corpus: _Corpus, min_chars: int) -> Iterator[tuple[str, int]]:
+    """Drop exact duplicates; record each kept document's group key. Yields (text, bytes)."""
+    seen: set[int] = set()
+    for text in texts:
+        corpus.documents += 1
+        # Python's own string hash is fast and fine for this in-process set; group names must be
+        # the same in every run, so they use `fingerprint`.
+        if (key := hash(text)) in seen:
+            corpus.duplicates += 1
+            continue
+        seen.add(key)
+        data = text.encode("utf-8")
+        paragraphs = paragraph_fingerprints(text, min_chars)
+        corpus.groups.link(paragraphs)
+        # A document without long paragraphs is a group of its own, named by its fingerprint.
+        corpus.doc_keys.append(paragraphs[0] if paragraphs else fingerprint(data))
+        corpus.bytes += len(data)
+        yield text, len(data)
+
+
+def _batches(docs: Iterable[tuple[str, int]]) -> Iterator[tuple[list[str], int]]:
+    """Group documents into batches of about BATCH_BYTES; yields (texts, bytes)."""
+    batch: list[str] = []
+    size = 0
+    for text, n_bytes in docs:
+        batch.append(text)
+        size += n_bytes
+        if size >= BATCH_BYTES:
+            yield batch, size
+            batch, size = [], 0
+    if batch:
+        yield batch, size
+
+
+def _encode_batch(
+    tok: Tokenizer, texts: list[str], eot: int, dtype: np.dtype
+) -> tuple[np.ndarray, list[int]]:
+    """(all ids of the batch with EOT after each document, tokens per document)."""
+    ids = [e.ids + [eot] for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    lengths = [len(x) for x in ids]
+    # np.fromiter raises on an id the dtype cannot hold: never a silent wrap-around.
+    flat = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=sum(lengths))
+    return flat, lengths
+
+
+def _write_batch(result: tuple[np.ndarray, list[int]], out, corpus: _Corpus) -> None:
+    flat, lengths = result
+    flat.tofile(out)
+    corpus.doc_tokens.extend(lengths)
+
+
+# --- pass 2: assign groups to splits, copy --------------------------------------------------------
+
+
+@dataclass
+class _Split:
+    is_val: np.ndarray  # bool per kept document
+    groups: int
+    grouped_docs: int  # documents that share a group with at least one other
+    largest_group: int
+    moved: int  # groups moved to val beyond the hash rule, to give val enough windows
+
+
+def _assign_splits(corpus: _Corpus, cfg: DatasetConfig) -> _Split:
+    roots = np.fromiter(
+        (corpus.groups.find(k) for k in corpus.doc_keys), np.uint64, len(corpus.doc_keys)
+    )
+    names, inverse, sizes = np.unique(roots, return_inverse=True, return_counts=True)
+    if len(names) < 2:
+        raise DataError(
+            f"all {len(roots):,} documents form one group (they share long paragraphs, or there "
+            "is only one), so no validation split can be held out without leaking into it",
+            "add more (different) documents, or pass --group-min-chars 0 to split them anyway",
+        )
+    group_tokens = np.bincount(inverse, weights=np.asarray(corpus.doc_tokens, np.float64))
+    scores = np.array([split_score(int(g), cfg.seed) for g in names])
+    val = scores < cfg.val_fraction
+
+    # Tiny corpora: the hash rule may give val too few tokens; move the next groups by score.
+    need = MIN_VAL_WINDOWS * (cfg.block_size + 1)
+    total = group_tokens.sum()
+    val_tokens = group_tokens[val].sum()
+    moved = 0
+    for g in np.argsort(scores, kind="stable"):
+        if val_tokens >= need:
+            break
+        if val[g] or val_tokens + group_tokens[g] > total / 2:  # train keeps the majority
+            continue
+        val[g] = True
+        val_tokens += group_tokens[g]
+        moved += 1
+    return _Split(
+        is_val=val[inverse],
+        groups=len(names),
+        grouped_docs=int(sizes[sizes > 1].sum()),
+        largest_group=int(sizes.max(initial=0)),
+        moved=moved,
+    )
+
+
+def _copy_splits(
+    spool: Path, dtype: np.dtype, doc_tokens: list[int], is_val: np.ndarray, paths: dict
+) -> dict[str, dict[str, int]]:
+    """Copy every document's tokens from the spool to its split's file; return per-split counts.
+
+    Neighbouring documents of the same split are one contiguous slice, copied at once.
+    """
+    bounds = np.concatenate([[0], np.cumsum(doc_tokens, dtype=np.int64)])  # doc i: [b_i, b_i+1)
+    tokens = np.memmap(spool, dtype=dtype, mode="r")
+    cuts = np.flatnonzero(is_val[1:] != is_val[:-1]) + 1  # where the split changes
+    edges = [0, *cuts.tolist(), len(is_val)]
+    counts = {name: {"tokens": 0, "documents": 0} for name in SPLITS}
+    with open(paths["train"], "wb") as train, open(paths["val"], "wb") as val:
+        files = {"train": train, "val": val}
+        for a, b in pairwise(edges):
+            name = "val" if is_val[a] else "train"
+            tokens[bounds[a] : bounds[b]].tofile(files[name])
+            counts[name]["tokens"] += int(bounds[b] - bounds[a])
+            counts[name]["documents"] += b - a
+    return counts
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+def run(cfg: DatasetConfig) -> dict[str, Any]:
+    """`jobgpt dataset`: encode the corpus into train.bin/val.bin and write meta.json."""
+    from jobgpt.corpus import ensure_default_corpus, iter_documents, resolve_inputs
+
+    _check_config(cfg)
+    ensure_default_corpus(cfg.input)
+    tok = load_tokenizer(cfg.tokenizer)
+    vocab_size = tok.get_vocab_size()
+    dtype = token_dtype(vocab_size)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [{"path": str(p), "bytes": p.stat().st_size} for p in resolve_inputs(cfg.input)]
+
+    start = time.perf_counter()
+    tmp = {name: temp_path(out_dir / BIN_FILES[name]) for name in SPLITS}
+    spool = temp_path(out_dir / "spool.bin")
+    try:
+        texts = (doc.text for doc in iter_documents(cfg.input))
+        corpus = _encode_corpus(texts, tok, spool, dtype, cfg.group_min_chars)
+        split = _assign_splits(corpus, cfg)
+        counts = _copy_splits(spool, dtype, corpus.doc_tokens, split.is_val, tmp)
+        _check_split_sizes(counts, cfg)
+        meta = _meta(cfg, tok, dtype, counts, corpus, split, sources)
+        for name in SPLITS:
+            os.replace(tmp[name], out_dir / BIN_FILES[name])
+        # meta.json last: bins without a matching meta.json fail loudly in TokenBins
+        atomic_write_text(out_dir / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
+    finally:
+        for path in (spool, *tmp.values()):
+            path.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    _report(meta, corpus, split, seconds, out_dir)
+    return meta
+
+
+def _check_config(cfg: DatasetConfig) -> None:
+    if not 0.0 < cfg.val_fraction < 1.0:
+        raise ConfigError(
+            f"--val-fraction {cfg.val_fraction} is not between 0 and 1", "use e.g. 0.05"
+        )
+    if cfg.block_size < 1:
+        raise ConfigError(f"--block-size {cfg.block_size} must be positive", "use e.g. 256")
+    if cfg.group_min_chars < 0:
+        raise ConfigError(
+            f"--group-min-chars {cfg.group_min_chars} is negative", "use 0 (off) or e.g. 100"
+        )
+
+
+def _check_split_sizes(counts: dict, cfg: DatasetConfig) -> None:
+    window = cfg.block_size + 1  # a window is block_size inputs plus the one target after them
+    for name in SPLITS:
+        n = counts[name]["tokens"]
+        if n < window:
+            raise DataError(
+                f"the {name} split has only {n:,} tokens ({counts[name]['documents']:,} documents)"
+                f", fewer than one window of block_size+1 = {window:,}",
+                "add more text to the corpus, or lower --block-size"
+                + (", or raise --val-fraction" if name == "val" else ""),
+            )
+    if counts["val"]["tokens"] < MIN_VAL_WINDOWS * window:
+        logger.warning(
+            "val holds only %s tokens, fewer than %d windows of %s: its loss will be noisy "
+            "(add text or raise --val-fraction)",
+            f"{counts['val']['tokens']:,}",
+            MIN_VAL_WINDOWS,
+            f"{window:,}",
+        )
+
+
+def _meta(cfg, tok, dtype, counts, corpus: _Corpus, split: _Split, sources) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype.name,
+        "vocab_size": tok.get_vocab_size(),
+        "eot_id": special_id(tok, EOT),
+        "tokenizer": {"path": str(cfg.tokenizer), "sha256": tokenizer_sha256(tok)},
+        "splits": {name: {"file": BIN_FILES[name], **counts[name]} for name in SPLITS},
+        "documents": {
+            "read": corpus.documents,
+            "duplicates_dropped": corpus.duplicates,
+            "kept": len(corpus.doc_tokens),
+            "groups": split.groups,
+            "grouped_documents": split.grouped_docs,
+            "largest_group": split.largest_group,
+        },
+        "split_rule": (
+            "documents sharing a paragraph of >= group_min_chars characters form one group; a "
+            "group goes to val if blake2b(seed, smallest paragraph fingerprint) / 2^64 < "
+            f"val_fraction ({split.moved} more groups moved to val to hold "
+            f"{MIN_VAL_WINDOWS} windows of block_size)"
+        ),
+        "seed": cfg.seed,
+        "val_fraction": cfg.val_fraction,
+        "group_min_chars": cfg.group_min_chars,
+        "block_size": cfg.block_size,
+        "sources": sources,
+    }
+
+
+def _report(meta: dict, corpus: _Corpus, split: _Split, seconds: float, out_dir: Path) -> None:
+    docs = meta["documents"]
+    logger.info(
+        "dropped %s exact duplicates; %s documents share long paragraphs and were kept together "
+        "(%s groups, largest %s documents)",
+        f"{docs['duplicates_dropped']:,}",
+        f"{docs['grouped_documents']:,}",
+        f"{docs['groups']:,}",
+        f"{docs['largest_group']:,}",
+    )
+    if split.moved:
+        logger.info("moved %d more groups to val so it holds a few windows", split.moved)
+    train, val = meta["splits"]["train"], meta["splits"]["val"]
+    total = train["tokens"] + val["tokens"]
+    print(
+        f"dataset: {train['tokens']:,} train / {val['tokens']:,} val tokens (학습/검증) from "
+        f"{docs['kept']:,} documents ({train['documents']:,}/{val['documents']:,}), "
+        f"{meta['dtype']}, {corpus.bytes / max(total, 1):.2f} bytes/token, "
+        f"{corpus.bytes / 1e6 / seconds:.1f} MB/s -> {out_dir}/"
+    )
+
+
+# --- reading the bins (used by training) ----------------------------------------------------------
+
+
+def load_meta(data_dir: str | Path) -> dict[str, Any]:
+    """meta.json of a dataset directory, checked for the fields the reader relies on."""
+    path = Path(data_dir) / META_FILE
+    if not path.is_file():
+        raise DataError(f"no token bins in {data_dir} ({META_FILE} is missing)", BUILD_HINT)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err})", f"re{BUILD_HINT}") from err
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise DataError(
+            f"{path} has format version {found!r}, this jobgpt reads {FORMAT_VERSION}",
+            f"re{BUILD_HINT}",
+        )
+    return meta
+
+
+class TokenBins:
+    """train.bin and val.bin as read-only memmaps, validated against meta.json and a tokenizer.
+
+    ``tokenizer`` is the tokenizer training will use (its fingerprint must match the one the
+    bins were encoded with); None loads the one meta.json names.
+    """
+
+    def __init__(self, data_dir: str | Path, tokenizer: Tokenizer | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.meta = load_meta(self.data_dir)
+        if tokenizer is None:
+            tokenizer = load_tokenizer(self.meta["tokenizer"]["path"])
+        self._check_tokenizer(tokenizer)
+        self.vocab_size = int(self.meta["vocab_size"])
+        self.dtype = np.dtype(self.meta["dtype"])
+        if self.dtype != token_dtype(self.vocab_size):
+            raise DataError(
+                f"{self.data_dir / META_FILE}: dtype {self.dtype} does not fit vocab "
+                f"{self.vocab_size:,}",
+                f"re{BUILD_HINT}",
+            )
+        self.tokens = {name: self._open(name) for name in SPLITS}
+
+    def _check_tokenizer(self, tok: Tokenizer) -> None:
+        recorded = self.meta["tokenizer"]
+        if tokenizer_sha256(tok) != recorded["sha256"] or tok.get_vocab_size() != int(
+            self.meta["vocab_size"]
+        ):
+            raise DataError(
+                f"the bins in {self.data_dir} were encoded with another tokenizer "
+                f"({recorded['path']}, sha256 {recorded['sha256'][:12]}…, vocab "
+                f"{int(self.meta['vocab_size']):,}) than this one (sha256 "
+                f"{tokenizer_sha256(tok)[:12]}…, vocab {tok.get_vocab_size():,})",
+                f"re{BUILD_HINT} after retraining a tokenizer",
+            )
+
+    def _open(self, name: str) -> np.ndarray:
+        path = self.data_dir / BIN_FILES[name]
+        expected = int(self.meta["splits"][name]["tokens"])
+        if not path.is_file():
+            raise DataError(f"{path} is missing", BUILD_HINT)
+        size = path.stat().st_size
+        if size != expected * self.dtype.itemsize:
+            raise DataError(
+                f"{path} has {size:,} bytes but meta.json promises {expected:,} {self.dtype} "
+                f"tokens ({expected * self.dtype.itemsize:,} bytes): a partial or foreign file",
+                f"re{BUILD_HINT}",
+            )
+        if expected == 0:
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(path, dtype=self.dtype, mode="r")
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tokens.values())
+
+    def check_block_size(self, block_size: int) -> None:
+        """Both splits must hold at least one window of ``block_size`` + 1 tokens."""
+        for name in SPLITS:
+            n = len(self.tokens[name])
+            if n < block_size + 1:
+                raise DataError(
+                    f"{BIN_FILES[name]} has {n:,} tokens but block_size {block_size:,} needs at "
+                    f"least {block_size + 1:,}",
+                    "lower --block-size, or rebuild the bins with more text"
+                    + (" or a larger --val-fraction" if name == "val" else ""),
+                )
+
+    def sample_batch(
+        self, split: str, batch_size: int, block_size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``batch_size`` random windows: x = ids[i:i+T], y = ids[i+1:i+1+T], int64 (B, T)."""
+        self.check_block_size(block_size)
+        high = len(self.tokens[split]) - block_size  # the last start leaves room for y
+        return self.windows(split, rng.integers(0, high, size=batch_size), block_size)
+
+    def eval_starts(self, split: str, block_size: int, max_windows: int) -> np.ndarray:
+        """Fixed start offsets for evaluation: every non-overlapping window when the split is
+        small, else ``max_windows`` evenly spaced ones. The same every call."""
+        self.check_block_size(block_size)
+        n = len(self.tokens[split])
+        count = (n - 1) // block_size
+        if count <= max_windows:
+            return np.arange(count, dtype=np.int64) * block_size
+        return np.linspace(0, n - block_size - 1, max_windows).astype(np.int64)
+
+    def windows(
+        self, split: str, starts: np.ndarray, block_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (x, y) windows at ``starts``, each int64 of shape (len(starts), block_size)."""
+        offsets = np.asarray(starts, np.int64)[:, None] + np.arange(block_size + 1)
+        chunk = self.tokens[split][offsets].astype(np.int64)  # (B, T+1)
+        return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])

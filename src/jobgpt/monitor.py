@@ -1,0 +1,261 @@
+"""Watching a training run: the plan's small-data facts, overfit/stall diagnosis, metrics, plots.
+
+Everything that *judges* a run is a pure function of numbers (`plan_report`, `diagnose`,
+`summarize`), so it can be tested on synthetic curves. The two writers (`MetricsLog`,
+`plot_losses`) are the only parts that touch files. No torch here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# A change smaller than this (in nats) is noise, not an improvement.
+MIN_DELTA = 1e-3
+# Repeating data: a few epochs are nearly as good as fresh text, returns fade past ~16 and vanish
+# by ~40 (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models"). Past this many
+# epochs, expect the model to memorise rather than learn.
+MANY_EPOCHS = 16.0
+# Fewer val windows than this give a val loss that jumps by more than the changes it should show.
+FEW_VAL_WINDOWS = 8
+# The usual step when tuning a learning rate by hand: half a decade.
+LR_FACTOR = 3.0
+
+
+# --- the plan, before the first step -----------------------------------------------------------
+
+
+def plan_report(
+    *,
+    params: int,
+    tokens_per_step: int,
+    max_steps: int,
+    train_tokens: int,
+    val_tokens: int,
+    block_size: int,
+) -> tuple[list[str], list[str]]:
+    """(facts, warnings) about how much data the planned run has, for the start-up report."""
+    planned = tokens_per_step * max_steps
+    epochs = planned / max(train_tokens, 1)
+    val_windows = max(val_tokens - 1, 0) // block_size  # non-overlapping, as evaluation reads
+    facts = [
+        f"data: {train_tokens:,} train / {val_tokens:,} val tokens "
+        f"({val_windows:,} val windows of {block_size} tokens)",
+        f"plan: {max_steps:,} steps x {tokens_per_step:,} tokens = {planned:,} tokens "
+        f"= {epochs:.1f} epochs; {train_tokens / max(params, 1):.2f} train tokens per parameter "
+        "(compute-optimal is ~20)",
+    ]
+    warnings = []
+    if epochs > MANY_EPOCHS:
+        warnings.append(
+            f"the plan reads the training data {epochs:.0f} times ({epochs:.0f} epochs): expect "
+            "overfitting (과적합 예상) — val loss will turn up while train loss keeps falling. "
+            "The run keeps best.pt at the lowest val loss; more data, fewer --max-steps, more "
+            "--dropout or --early-stop all help"
+        )
+    if val_windows < FEW_VAL_WINDOWS:
+        warnings.append(
+            f"the val split holds only {val_windows} windows: its loss will be noisy "
+            "(검증 데이터가 적어 val loss가 흔들립니다) — hold out more text "
+            "(jobgpt dataset --val-fraction) before trusting small differences"
+        )
+    return facts, warnings
+
+
+# --- diagnosis during the run ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: str  # "overfitting" or "stalled"
+    message: str  # plain words, English and Korean, with the suggested fix
+
+
+def diagnose(history: Sequence[dict[str, Any]], patience: int, lr: float) -> Diagnosis | None:
+    """Look at the eval history ({"step", "train_loss", "val_loss"} per eval) for trouble.
+
+    Overfitting: no new best val loss for `patience` evals, val loss higher than `patience`
+    evals ago, while train loss is lower. Stalled: neither loss beat its earlier best for
+    `patience` evals. `lr` is the configured peak learning rate, for the suggested change.
+    """
+    if patience < 1 or len(history) <= patience:
+        return None
+    train = [h["train_loss"] for h in history]
+    val = [h["val_loss"] for h in history]
+    before, window = slice(None, -patience), slice(-patience, None)
+    val_improved = min(val[window]) < min(val[before]) - MIN_DELTA
+    train_improved = min(train[window]) < min(train[before]) - MIN_DELTA
+    best = min(range(len(val)), key=val.__getitem__)
+    best_step, best_val = history[best]["step"], val[best]
+    old_val, old_train = val[-1 - patience], train[-1 - patience]
+
+    if not val_improved and val[-1] > old_val + MIN_DELTA and train[-1] < old_train - MIN_DELTA:
+        return Diagnosis(
+            "overfitting",
+            f"overfitting (과적합): over the last {patience} evals val loss rose "
+            f"{old_val:.4f} -> {val[-1]:.4f} while train loss fell {old_train:.4f} -> "
+            f"{train[-1]:.4f}. The model is memorising the training text instead of learning "
+            f"what carries over (훈련 문장을 외우는 중). best.pt keeps step {best_step} "
+            f"(val {best_val:.4f}). Fixes: more data, fewer --max-steps, a higher --dropout, "
+            "or --early-stop.",
+        )
+    if not val_improved and not train_improved:
+        return Diagnosis("stalled", _stall_message(train, patience, lr, best_step, best_val))
+    return None
+
+
+def _stall_message(
+    train: list[float], patience: int, lr: float, best_step: int, best_val: float
+) -> str:
+    """Which way to move the learning rate: a loss that bounces means too high, flat too low."""
+    recent = train[-1 - patience :]
+    rises = sum(b > a + MIN_DELTA for a, b in itertools.pairwise(recent))
+    head = (
+        f"stalled (학습 정체): neither train nor val loss improved for {patience} evals "
+        f"(best val {best_val:.4f} at step {best_step}). "
+    )
+    if rises:
+        return head + (
+            f"Train loss goes up and down ({rises} of {patience} evals rose): the learning rate "
+            f"is probably too high (학습률이 너무 높음) — try --lr {lr / LR_FACTOR:.1e} "
+            f"({LR_FACTOR:.0f}x lower), and keep --grad-clip on."
+        )
+    return head + (
+        f"Train loss is flat: the learning rate may be too low (학습률이 너무 낮음) — try "
+        f"--lr {lr * LR_FACTOR:.1e} ({LR_FACTOR:.0f}x higher); if that does not help, the "
+        "model is at its capacity for this data (a larger --n-embd/--n-layer may)."
+    )
+
+
+def summarize(history: Sequence[dict[str, Any]]) -> str:
+    """The final one-line verdict: best val loss and where, final losses, and what they mean."""
+    if not history:
+        return "no evaluation was run (the run stopped before its first eval)"
+    best = min(history, key=lambda h: h["val_loss"])
+    last = history[-1]
+    gap = last["val_loss"] - last["train_loss"]
+    if last["val_loss"] > best["val_loss"] + MIN_DELTA and last["step"] > best["step"]:
+        meaning = (
+            f"val loss is {last['val_loss'] - best['val_loss']:.3f} above its best: the model "
+            f"overfit after step {best['step']} (과적합) — use best.pt"
+        )
+    elif gap > 0.1 * max(last["val_loss"], MIN_DELTA):
+        meaning = (
+            f"val is {gap:.3f} above train: the model fits its training text better than new "
+            "text (일반화 격차); more data or dropout would close the gap"
+        )
+    else:
+        meaning = (
+            "train and val agree and val is at its best: the model is still learning "
+            "(아직 학습 중) — more steps or a larger model should help"
+        )
+    return (
+        f"best val loss {best['val_loss']:.4f} at step {best['step']} "
+        f"(ppl {math.exp(min(best['val_loss'], 50)):.2f}); final train {last['train_loss']:.4f} "
+        f"/ val {last['val_loss']:.4f} — {meaning}"
+    )
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """90 -> '1m30s', 4000 -> '1h06m'; short and fixed-format for log lines."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_record(rec: dict[str, Any], max_steps: int) -> str:
+    """One fixed-format log line for a metrics record (an eval, or a lighter step record)."""
+    width = len(str(max_steps))
+    head = f"step {rec['step']:>{width}}/{max_steps}"
+    timing = (
+        f"lr {rec['lr']:.2e} | {rec['tokens_per_s']:,.0f} tok/s | "
+        f"{format_duration(rec['elapsed_s'])} elapsed, ETA {format_duration(rec['eta_s'])}"
+    )
+    if rec["kind"] == "eval":
+        return (
+            f"{head} | eval | train {rec['train_loss']:.4f} | val {rec['val_loss']:.4f} "
+            f"(ppl {rec['val_ppl']:.2f}, {rec['val_bpb']:.3f} bits/byte) | {timing}"
+        )
+    return f"{head} | loss {rec['loss']:.4f} | {timing}"
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """`metrics.jsonl`: one JSON object per logged step or eval, appended as the run goes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def reset(self, keep_through_step: int | None = None) -> None:
+        """Start the file afresh, or (on resume) keep only records up to the checkpoint's step,
+        so steps that are about to be redone do not appear twice."""
+        from jobgpt.checkpoint import atomic_open
+
+        kept = []
+        if keep_through_step is not None:
+            kept = [r for r in self.read() if r["step"] <= keep_through_step]
+        with atomic_open(self.path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_losses(records: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Train and val loss vs step as a PNG, written atomically.
+
+    Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), and
+    imports it here so that a run which never plots never pays for the import.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from jobgpt.checkpoint import atomic_open
+
+    evals = [r for r in records if r["kind"] == "eval"]
+    steps = [r for r in records if r["kind"] == "step"]
+    fig = Figure(figsize=(7, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if steps:
+        ax.plot(
+            [r["step"] for r in steps],
+            [r["loss"] for r in steps],
+            color="0.75",
+            lw=0.8,
+            label="train (batch)",
+        )
+    ax.plot([r["step"] for r in evals], [r["train_loss"] for r in evals], "o-", label="train")
+    ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val")
+    if evals:
+        best = min(evals, key=lambda r: r["val_loss"])
+        ax.axvline(best["step"], color="0.5", ls=":", lw=1, label=f"best val @ {best['step']}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")

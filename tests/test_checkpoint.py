@@ -1,0 +1,96 @@
+"""Checkpoints: atomic writes, safe loading, everything a resume or a later stage needs inside,
+RNG round trips, and the tokenizer fingerprint check."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_train import build_data, tiny
+
+from jobgpt.checkpoint import (
+    atomic_open,
+    check_tokenizer_match,
+    load_checkpoint,
+    model_from_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    tokenizer_from_checkpoint,
+)
+from jobgpt.errors import CheckpointError
+from jobgpt.tokenizer import tokenizer_sha256
+from jobgpt.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_data(tmp_path_factory.mktemp("data"))
+
+
+def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"the last good checkpoint")
+    with pytest.raises(RuntimeError), atomic_open(path, "wb") as f:
+        f.write(b"half a new chec")
+        raise RuntimeError("killed mid-write")
+    assert path.read_bytes() == b"the last good checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+
+
+def test_loading_refuses_pickled_code(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"model_config": {}, "model": {}, "payload": Path("/etc/passwd")}, path)
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_checkpoint(path)
+
+
+def test_a_trainer_checkpoint_holds_everything_and_loads_safely(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(tiny(data_dir, tmp_path, max_steps=3))
+    trainer.fit()
+    # Plain torch.load with weights_only=True: no pickled classes anywhere inside.
+    ckpt = torch.load(tmp_path / "ckpt.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 3
+    assert ckpt["model_config"]["vocab_size"] == trainer.bins.vocab_size == 400
+    assert ckpt["train_config"]["batch_size"] == 4 and ckpt["train_config"]["model"]["n_embd"] == 32
+    assert ckpt["optimizer"]["state"] and len(ckpt["optimizer"]["param_groups"]) == 2
+    assert ckpt["schedule"]["max_steps"] == 3
+    assert set(ckpt["rng"][0]) >= {"torch", "numpy", "python"}
+    assert ckpt["sampler"] == trainer.sampler.bit_generator.state
+    assert set(ckpt["versions"]) == {"torch", "tokenizers", "numpy", "jobgpt", "python"}
+    assert ckpt["monitor"]["history"][-1]["step"] == 3
+
+    # Later stages need nothing but the file: the architecture, weights and tokenizer.
+    model = model_from_checkpoint(ckpt)
+    for name, value in trainer.raw_model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+    tok = tokenizer_from_checkpoint(ckpt)
+    assert tokenizer_sha256(tok) == ckpt["tokenizer"]["sha256"] == trainer.tokenizer_sha256
+    assert (tmp_path / "best.pt").is_file()
+
+
+def test_rng_state_round_trips_every_generator(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    save_checkpoint({"model_config": {}, "model": {}, "rng": rng_state()}, tmp_path / "r.pt")
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
+    got = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    torch.testing.assert_close(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
+
+
+def test_tokenizer_mismatch_names_both_tokenizers() -> None:
+    ckpt = {"tokenizer": {"sha256": "a" * 64, "vocab_size": 400}}
+    check_tokenizer_match(ckpt, "a" * 64, 400, "data")  # the same: fine
+    with pytest.raises(CheckpointError) as err:
+        check_tokenizer_match(ckpt, "b" * 64, 450, "data")
+    assert "a" * 12 in err.value.message and "b" * 12 in err.value.message
+    assert "vocab 400" in err.value.message and "vocab 450" in err.value.message

@@ -1,0 +1,96 @@
+"""Multi-process training through torchrun: 2 gloo processes on the CPU, interrupted and resumed,
+must train exactly like one process with their combined (global) batch, uninterrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch.distributed
+from test_train import build_data, records, tiny
+
+from jobgpt.train import run
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="this torch build has no torch.distributed"
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_data(tmp_path_factory.mktemp("data"))
+
+
+FLAGS = ["--preset", "tiny", "--device", "cpu", "--eval-interval", "3", "--log-interval", "1"]
+
+
+# Under torchrun, each process: one session of 4 steps that ends mid-run (as a time budget would),
+# then `jobgpt train --resume` to step 7 — both in one launch, as process start-up dominates.
+DRIVER = """
+import sys
+from jobgpt.cli import main
+from jobgpt.config import TrainConfig, make_config
+from jobgpt.train import Trainer
+
+flags = sys.argv[1:]
+Trainer(make_config(TrainConfig, {"device": "cpu", "data_dir": flags[flags.index("--data-dir") + 1],
+    "out_dir": flags[flags.index("--out-dir") + 1], "preset": "tiny", "batch_size": 2,
+    "max_steps": 7, "eval_interval": 3, "log_interval": 1, "warmup_steps": 2, "eval_windows": 4,
+    "model": MODEL})).fit(steps=4)
+sys.exit(main(["train", *flags, "--resume"]))
+"""
+MODEL = {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0}
+
+
+def torchrun(script: Path, data_dir: Path, out_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 processes on 2 cores: no oversubscription
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        *FLAGS,
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "7",
+        "--data-dir",
+        str(data_dir),
+        "--out-dir",
+        str(out_dir),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_processes_equal_one_process_with_the_global_batch(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.replace("MODEL", repr(MODEL)), encoding="utf-8")
+    result = torchrun(driver, data_dir, ddp)
+
+    common = {"model": MODEL, "batch_size": 4, "eval_interval": 3, "warmup_steps": 2}
+    run(tiny(data_dir, single, max_steps=7, **common))  # one process, uninterrupted
+
+    a, b = records(single, "step"), records(ddp, "step")
+    assert sorted(a) == sorted(b) == list(range(1, 8))
+    for step in a:
+        assert b[step]["loss"] == pytest.approx(a[step]["loss"], rel=1e-5), step
+    ea, eb = records(single, "eval"), records(ddp, "eval")
+    for step in ea:  # (the DDP run also evaluated at step 4, where its first session ended)
+        assert eb[step]["val_loss"] == pytest.approx(ea[step]["val_loss"], rel=1e-5), step
+
+    # One voice: only rank 0 reports and prints the verdict.
+    assert result.stderr.count("resuming ") == 1 and "x 2 process(es)" in result.stderr
+    assert result.stdout.count("train: step 7") == 1
+    lines = (ddp / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len({(r["kind"], r["step"]) for r in map(json.loads, lines)})

@@ -1,0 +1,148 @@
+"""The run's judge, on synthetic curves: overfitting, stalls (and which way to move the LR), the
+plan's small-data warnings, the final verdict, and the metrics/plot files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobgpt.monitor import (
+    MetricsLog,
+    diagnose,
+    format_duration,
+    format_record,
+    plan_report,
+    plot_losses,
+    summarize,
+)
+
+
+def curve(train: list[float], val: list[float], every: int = 100) -> list[dict]:
+    return [
+        {"step": every * (i + 1), "train_loss": t, "val_loss": v}
+        for i, (t, v) in enumerate(zip(train, val, strict=True))
+    ]
+
+
+def test_healthy_run_has_no_diagnosis() -> None:
+    history = curve([5.0, 4.0, 3.5, 3.2, 3.0, 2.9], [5.1, 4.2, 3.7, 3.4, 3.2, 3.1])
+    assert diagnose(history, patience=3, lr=3e-4) is None
+
+
+def test_noisy_but_improving_val_is_not_overfitting() -> None:
+    # val wobbles up once but sets a new best inside the window: still learning.
+    history = curve([5.0, 4.5, 4.2, 4.0, 3.8], [5.0, 4.6, 4.7, 4.3, 4.4])
+    assert diagnose(history, patience=3, lr=3e-4) is None
+
+
+def test_val_rising_while_train_falls_is_overfitting() -> None:
+    history = curve([4.0, 3.0, 2.5, 2.0, 1.6, 1.2], [4.1, 3.3, 3.1, 3.2, 3.4, 3.7])
+    found = diagnose(history, patience=3, lr=3e-4)
+    assert found is not None and found.kind == "overfitting"
+    assert "overfitting" in found.message and "과적합" in found.message
+    assert "best.pt keeps step 300 (val 3.1000)" in found.message
+
+
+def test_overfitting_needs_patience_evals_of_evidence() -> None:
+    history = curve([4.0, 3.0, 2.5, 2.0], [4.1, 3.3, 3.1, 3.2])  # one rise only
+    assert diagnose(history, patience=3, lr=3e-4) is None
+    assert diagnose(history, patience=1, lr=3e-4).kind == "overfitting"
+
+
+def test_bouncing_stall_suggests_a_lower_learning_rate() -> None:
+    history = curve([3.0, 2.5, 2.8, 2.6, 2.9], [3.1, 2.7, 2.9, 2.8, 3.0])
+    found = diagnose(history, patience=3, lr=3e-4)
+    assert found is not None and found.kind == "stalled"
+    assert "too high" in found.message and "--lr 1.0e-04" in found.message
+    assert "학습 정체" in found.message
+
+
+def test_flat_stall_suggests_a_higher_learning_rate() -> None:
+    history = curve([3.0, 2.9, 2.9, 2.9, 2.9], [3.1, 3.0, 3.0, 3.0, 3.0])
+    found = diagnose(history, patience=3, lr=3e-4)
+    assert found is not None and found.kind == "stalled"
+    assert "too low" in found.message and "--lr 9.0e-04" in found.message
+
+
+def test_plan_warns_about_many_epochs_and_few_val_windows() -> None:
+    facts, warnings = plan_report(
+        params=10_000_000,
+        tokens_per_step=4096,
+        max_steps=2000,
+        train_tokens=40_000,
+        val_tokens=1_000,
+        block_size=256,
+    )
+    text = " ".join(facts)
+    assert "8,192,000 tokens = 204.8 epochs" in text
+    assert "0.00 train tokens per parameter" in text
+    assert "3 val windows" in text
+    assert any("과적합" in w and "205 epochs" in w for w in warnings)
+    assert any("noisy" in w and "3 windows" in w for w in warnings)
+
+
+def test_plan_with_ample_data_has_no_warnings() -> None:
+    _, warnings = plan_report(
+        params=1_000_000,
+        tokens_per_step=4096,
+        max_steps=1000,
+        train_tokens=20_000_000,
+        val_tokens=500_000,
+        block_size=256,
+    )
+    assert warnings == []
+
+
+def test_summary_says_what_the_numbers_mean() -> None:
+    overfit = summarize(curve([3.0, 2.0, 1.0], [3.1, 2.5, 2.9]))
+    assert "best val loss 2.5000 at step 200" in overfit and "best.pt" in overfit
+    learning = summarize(curve([3.0, 2.0, 1.5], [3.1, 2.1, 1.55]))
+    assert "still learning" in learning
+    assert summarize([]).startswith("no evaluation")
+
+
+def test_durations_are_short_and_fixed_format() -> None:
+    assert [format_duration(s) for s in (5, 90, 4000)] == ["5s", "1m30s", "1h06m"]
+    assert format_duration(float("inf")) == "?"
+
+
+def test_log_lines_have_a_fixed_format() -> None:
+    rec = {
+        "kind": "eval",
+        "step": 200,
+        "train_loss": 2.3456,
+        "val_loss": 2.4567,
+        "val_ppl": 11.666,
+        "val_bpb": 1.2345,
+        "lr": 3e-4,
+        "tokens_per_s": 12345.6,
+        "elapsed_s": 83,
+        "eta_s": 605,
+    }
+    assert format_record(rec, 2000) == (
+        "step  200/2000 | eval | train 2.3456 | val 2.4567 (ppl 11.67, 1.234 bits/byte) | "
+        "lr 3.00e-04 | 12,346 tok/s | 1m23s elapsed, ETA 10m05s"
+    )
+
+
+def test_metrics_log_appends_and_drops_records_past_a_resumed_step(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.reset()
+    for step in (10, 20, 30):
+        log.append({"kind": "step", "step": step, "loss": 1.0})
+    log.reset(keep_through_step=20)  # resuming from a checkpoint at step 20
+    assert [r["step"] for r in log.read()] == [10, 20]
+    log.reset()  # a new run
+    assert log.read() == []
+
+
+def test_loss_plot_is_a_png_written_atomically(tmp_path: Path) -> None:
+    recs = [{"kind": "step", "step": s, "loss": 5 - s / 100} for s in range(10, 300, 10)]
+    recs += [
+        {"kind": "eval", "step": s, "train_loss": 5 - s / 100, "val_loss": 5.1 - s / 120}
+        for s in (100, 200, 300)
+    ]
+    path = tmp_path / "loss.png"
+    path.write_bytes(b"old")
+    plot_losses(recs, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]  # no temp file left behind

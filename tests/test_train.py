@@ -1,0 +1,384 @@
+"""The trainer: exact resume, no silent overwrite, refused checkpoints, divergence, bad inputs,
+Ctrl-C, and the seed script end to end. Tiny data built by the real stages, tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from jobgpt.checkpoint import load_checkpoint
+from jobgpt.cli import main, run_stage
+from jobgpt.config import TrainConfig, make_config
+from jobgpt.errors import CheckpointError, ConfigError, DataError
+from jobgpt.train import Trainer, TrainingDiverged, lr_at, oom_error, run
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "train_gpt.py"
+
+
+def build_data(root: Path, vocab_size: int = 400, n: int = 40) -> Path:
+    """demo corpus -> tokenizer -> bins, with the real stages, into `root`."""
+    corpus = str(root / "samples.txt")
+    run_stage("demo-data", {"out": corpus, "n": n})
+    tok = str(root / "tokenizer.json")
+    run_stage("tokenizer", {"input": [corpus], "vocab_size": vocab_size, "out": tok})
+    # block_size 128: val then holds several windows even for the tiny preset's context.
+    run_stage(
+        "dataset", {"input": [corpus], "tokenizer": tok, "out_dir": str(root), "block_size": 128}
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_data(tmp_path_factory.mktemp("data"))
+
+
+def tiny(data_dir: Path, out_dir: Path, **over) -> TrainConfig:
+    """A model small enough that a step takes milliseconds; dropout on, so that exact resume
+    also covers the torch RNG."""
+    values = {
+        "preset": "tiny",
+        "data_dir": str(data_dir),
+        "out_dir": str(out_dir),
+        "device": "cpu",
+        "model": {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.1},
+        "batch_size": 4,
+        "eval_windows": 4,
+        "eval_interval": 4,
+        "log_interval": 1,
+        "max_steps": 8,
+        "warmup_steps": 2,
+    }
+    model = over.pop("model", {})
+    values["model"].update(model)
+    return make_config(TrainConfig, {**values, **over})
+
+
+def records(out_dir: Path, kind: str) -> dict[int, dict]:
+    lines = (out_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return {r["step"]: r for r in map(json.loads, lines) if r["kind"] == kind}
+
+
+# --- resume ------------------------------------------------------------------------------------
+
+
+def test_n_steps_plus_resume_n_steps_equals_2n_steps(data_dir: Path, tmp_path: Path) -> None:
+    run(tiny(data_dir, tmp_path / "straight", max_steps=12))
+
+    first = Trainer(tiny(data_dir, tmp_path / "split", max_steps=12))
+    first.fit(steps=6)  # a session that ends mid-run (as the time budget or Ctrl-C would)
+    resumed = Trainer(tiny(data_dir, tmp_path / "split", max_steps=12, resume=True))
+    assert resumed.step == 6
+    resumed.fit()
+
+    a, b = records(tmp_path / "straight", "step"), records(tmp_path / "split", "step")
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    for step in a:
+        assert b[step]["loss"] == pytest.approx(a[step]["loss"], abs=1e-6), step
+    ea, eb = records(tmp_path / "straight", "eval"), records(tmp_path / "split", "eval")
+    for step in (4, 8, 12):
+        assert eb[step]["val_loss"] == pytest.approx(ea[step]["val_loss"], abs=1e-6)
+    wa = load_checkpoint(tmp_path / "straight" / "ckpt.pt")["model"]
+    wb = load_checkpoint(tmp_path / "split" / "ckpt.pt")["model"]
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6)
+
+
+def test_resume_keeps_the_checkpoints_settings_unless_a_flag_changes_them(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4, lr=2e-3))
+    # `--resume` with other defaults (preset m4!) still continues the tiny run as configured...
+    plain = make_config(
+        TrainConfig,
+        {
+            "data_dir": str(data_dir),
+            "out_dir": str(tmp_path),
+            "resume": True,
+            "max_steps": 6,
+            "device": "cpu",
+        },
+    )
+    trainer = Trainer(plain)
+    assert trainer.cfg.lr == 2e-3 and trainer.model_config.n_embd == 32
+    assert trainer.cfg.max_steps == 6  # ...while a flag that was given wins
+    # Architecture flags that contradict the checkpoint are refused, by name.
+    with pytest.raises(ConfigError, match="--n-layer 3 conflicts"):
+        Trainer(tiny(data_dir, tmp_path, resume=True, model={"n_layer": 3}))
+
+
+def test_block_size_larger_than_the_models_on_resume_is_refused(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=2))
+    with pytest.raises(ConfigError, match="block_size 32") as err:
+        Trainer(tiny(data_dir, tmp_path, resume=True, model={"block_size": 64}))
+    assert "--block-size 64" in err.value.message
+
+
+# --- never lose or silently reuse work ---------------------------------------------------------
+
+
+def test_a_new_run_never_overwrites_an_existing_one(data_dir: Path, tmp_path: Path) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4))
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a training run") as err:
+        Trainer(tiny(data_dir, tmp_path, max_steps=4))
+    assert "--resume" in err.value.hint and "--overwrite" in err.value.hint
+    assert (tmp_path / "ckpt.pt").read_bytes() == before
+
+    run(tiny(data_dir, tmp_path, max_steps=2, overwrite=True))  # explicit: starts over
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 2
+    assert max(records(tmp_path, "step")) == 2  # the old run's metrics are gone too
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Trainer(tiny(data_dir, tmp_path, resume=True))
+
+
+def test_a_checkpoint_from_another_tokenizer_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    run(tiny(data_dir, tmp_path / "run", max_steps=2))
+    other = build_data(tmp_path / "other", vocab_size=450)
+    with pytest.raises(CheckpointError, match="another|trained with tokenizer") as err:
+        Trainer(tiny(other, tmp_path / "run", resume=True))
+    saved = load_checkpoint(tmp_path / "run" / "ckpt.pt")["tokenizer"]
+    meta = json.loads((other / "meta.json").read_text(encoding="utf-8"))
+    assert saved["sha256"][:12] in err.value.message
+    assert meta["tokenizer"]["sha256"][:12] in err.value.message
+    assert "450" in err.value.message and "400" in err.value.message
+
+
+def test_divergence_stops_with_the_last_good_checkpoint_intact(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4))
+    before = (tmp_path / "ckpt.pt").read_bytes()
+    with pytest.raises(TrainingDiverged) as err:
+        run(tiny(data_dir, tmp_path, max_steps=40, lr=1e6, resume=True))
+    assert "step 4 is kept" in err.value.message
+    assert "--lr" in err.value.hint and "--grad-clip" in err.value.hint
+    assert (tmp_path / "ckpt.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 4
+
+
+def test_overfitting_is_named_and_stops_the_run_with_the_best_model_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four documents, a model that can memorise them: val turns up while train falls."""
+    corpus, tok = str(tmp_path / "samples.txt"), str(tmp_path / "tokenizer.json")
+    run_stage("demo-data", {"out": corpus, "n": 4})
+    run_stage("tokenizer", {"input": [corpus], "vocab_size": 300, "out": tok})
+    run_stage(
+        "dataset",
+        {
+            "input": [corpus],
+            "tokenizer": tok,
+            "out_dir": str(tmp_path),
+            "block_size": 32,
+            "val_fraction": 0.3,
+        },
+    )
+    cfg = tiny(
+        tmp_path,
+        tmp_path / "out",
+        max_steps=3000,
+        eval_interval=10,
+        lr=1e-2,
+        log_interval=0,
+        early_stop=True,
+        model={"dropout": 0.0, "n_embd": 64, "n_layer": 2},
+    )
+    with caplog.at_level("WARNING", logger="jobgpt"):
+        summary = run(cfg)
+    assert summary["stopped"].startswith("early stop") and summary["step"] < 3000
+    assert "overfitting (과적합)" in caplog.text
+    best = load_checkpoint(tmp_path / "out" / "best.pt")
+    assert best["step"] == summary["best_step"] < summary["step"]
+    assert load_checkpoint(tmp_path / "out" / "ckpt.pt")["step"] == summary["step"]
+    assert summary["final_val_loss"] > summary["best_val_loss"]
+
+
+# --- bad inputs --------------------------------------------------------------------------------
+
+
+def test_missing_bins_name_the_file(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="meta.json is missing"):
+        Trainer(tiny(tmp_path / "nowhere", tmp_path / "out"))
+    partial = tmp_path / "partial"
+    shutil.copytree(data_dir, partial)
+    (partial / "val.bin").unlink()
+    with pytest.raises(DataError, match="val.bin is missing"):
+        Trainer(tiny(partial, tmp_path / "out"))
+
+
+def test_val_shorter_than_one_window_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    val_tokens = json.loads((data_dir / "meta.json").read_text())["splits"]["val"]["tokens"]
+    with pytest.raises(DataError, match="val.bin has .* tokens but block_size") as err:
+        Trainer(tiny(data_dir, tmp_path, model={"block_size": val_tokens}))
+    assert "--block-size" in err.value.hint
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--lr", "fast"], "--lr: invalid float value"),
+        (["--max-steps", "1.5"], "--max-steps: invalid int value"),
+        (["--batch-size", "many"], "--batch-size: invalid int value"),
+    ],
+)
+def test_non_numeric_flags_are_rejected_by_the_cli(flags, needle, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *flags])
+    assert exit_info.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_out_of_range_values_are_config_errors_through_the_cli(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    code = main(
+        ["train", "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--batch-size", "0"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "error: --batch-size must be at least 1, got 0" in err and "fix:" in err
+
+
+def test_schedule_warms_up_then_decays_to_the_floor() -> None:
+    cfg = make_config(
+        TrainConfig, {"lr": 1e-3, "warmup_steps": 10, "max_steps": 110, "min_lr_ratio": 0.1}
+    )
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(60, cfg) == pytest.approx(0.55e-3)  # half way down the cosine
+    assert lr_at(110, cfg) == pytest.approx(1e-4)
+    assert lr_at(500, cfg) == pytest.approx(1e-4)  # beyond max_steps: stays at the floor
+
+
+def test_weight_decay_applies_to_matrices_only(data_dir: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny(data_dir, tmp_path))
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] > 0 and no_decay["weight_decay"] == 0
+    assert all(p.dim() >= 2 for p in decay["params"])
+    assert all(p.dim() < 2 for p in no_decay["params"])  # LayerNorm gains, biases
+    n = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
+    assert n == trainer.raw_model.num_params()  # every parameter once (the tied head once)
+
+
+# --- the real entry points, in subprocesses ----------------------------------------------------
+
+
+def _workdir_with_data(data_dir: Path, tmp_path: Path) -> Path:
+    shutil.copytree(data_dir, tmp_path / "data")
+    return tmp_path
+
+
+def test_seed_script_end_to_end(data_dir: Path, tmp_path: Path) -> None:
+    cwd = _workdir_with_data(data_dir, tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--preset", "tiny", "--max-steps", "20"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = cwd / "checkpoints"
+    for name in ("ckpt.pt", "best.pt", "metrics.jsonl", "loss.png"):
+        assert (out / name).is_file(), name
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 20
+    # The start-up report and the final verdict, where a person looks for them.
+    for needle in (
+        "device: cpu",
+        "precision:",
+        "parameters",
+        "tokens/step",
+        "epochs",
+        "val windows",
+    ):
+        assert needle in result.stderr, needle
+    assert result.stdout.startswith("train: step 20") and "best val loss" in result.stdout
+
+
+def test_ctrl_c_saves_and_exits_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    cwd = _workdir_with_data(data_dir, tmp_path)
+    flags = [
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "100000",
+        "--eval-interval",
+        "100000",
+        "--log-interval",
+        "1",
+        "--block-size",
+        "32",
+        "--n-embd",
+        "32",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *flags],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = cwd / "checkpoints" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGINT" in stderr and "--resume" in stderr
+    saved = load_checkpoint(cwd / "checkpoints" / "ckpt.pt")
+    assert saved["step"] >= 3
+    assert max(records(cwd / "checkpoints", "step")) <= saved["step"]
+
+
+def test_sigterm_stops_after_the_step_and_saves(data_dir: Path, tmp_path: Path) -> None:
+    """What a cluster scheduler (or torchrun) sends; here delivered to this very process."""
+    trainer = Trainer(tiny(data_dir, tmp_path, max_steps=100_000, eval_interval=100_000))
+
+    def terminate_after_three_steps() -> None:
+        while trainer.step < 3:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_after_three_steps, daemon=True).start()
+    summary = trainer.fit()
+    assert summary["stopped"] == "stopped by SIGTERM"
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == trainer.step >= 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+@pytest.mark.parametrize(
+    ("batch", "accum", "suggested"),
+    [
+        (16, 1, "--batch-size 8 --grad-accum 2"),
+        (12, 2, "--batch-size 6 --grad-accum 4"),
+        (7, 1, "--batch-size 1 --grad-accum 7"),
+    ],
+)
+def test_out_of_memory_suggests_the_same_effective_batch_in_smaller_pieces(
+    batch: int, accum: int, suggested: str
+) -> None:
+    cfg = make_config(TrainConfig, {"batch_size": batch, "grad_accum": accum})
+    err = oom_error(cfg, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to ..."))
+    assert f"--batch-size {batch} --grad-accum {accum}" in err.message
+    assert suggested in err.hint and f"effective batch of {batch * accum} windows" in err.hint
