@@ -18,9 +18,10 @@ before and right after the timed steps with the same threads, so load from other
 both alike. fraction_of_peak = model FLOP/s / that peak (target: >= 0.75). text_bytes_per_s =
 tokens/s x the UTF-8 bytes per token of the data's validation windows.
 
-On a shared machine look at load_avg_1m and cpu_util (process CPU seconds / wall seconds / threads,
-1.0 = every thread ran all the time): below ~0.9 other processes took the cores, and the step
-times mean little. best_* figures are the least disturbed step.
+On a shared machine other processes take turns on the cores and stretch every step. Each step
+and peak sample records its cpu share (process CPU seconds / wall seconds / threads; 1.0 = all
+threads ran all the time). calm_fraction_of_peak uses only the steps with a share >= 0.95:
+compare it with fraction_of_peak (all steps), and look at load_avg_1m.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,9 @@ from jobgpt.config import DatasetConfig, TokenizerConfig, TrainConfig, make_conf
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_POSTINGS = SHARED_DATA / "wanted" / "postings.jsonl"
+# A step or matmul during which the process got less than this share of its threads' time was
+# slowed by other processes; `calm_*` figures use only the others.
+CALM_SHARE = 0.95
 PEAK_SHAPES = [(2048, 2048, 2048), (4096, 384, 1536), (4096, 1536, 384), (4096, 384, 24_000)]
 
 
@@ -136,67 +141,83 @@ def prepare_data(tmp: Path, vocab_size: int) -> tuple[Path, str]:
     return data_dir, str(corpus)
 
 
-def fp32_peak(device: torch.device) -> float:
-    """Best fp32 matmul FLOP/s over a large square and the model's shapes (CPU only)."""
-    if device.type != "cpu":
-        return float("nan")
-    return max(runtime.matmul_flops(torch.float32, shape, seconds=0.5) for shape in PEAK_SHAPES)
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds of fn() and how much of the cores the process got meanwhile (1.0 = all
+    of torch's threads ran the whole time; less = other processes took turns on them)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    wall = time.perf_counter() - wall
+    return wall, (time.process_time() - cpu) / wall / torch.get_num_threads()
+
+
+def fp32_peak_samples(repeats: int = 3) -> list[tuple[float, float]]:
+    """(FLOP/s, cpu share) of fp32 matmuls: a 2048^3 square and the model's own shapes."""
+    samples = []
+    for m, k, n in PEAK_SHAPES:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b  # warm-up
+        for _ in range(repeats):
+            seconds, share = timed(lambda a=a, b=b: a @ b)
+            samples.append((2 * m * k * n / seconds, share))
+    return samples
 
 
 def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
     from jobgpt.train import Trainer
 
     trainer = Trainer(cfg)
+    on_cpu = trainer.device.type == "cpu"
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else lambda: None
-    start = time.perf_counter()
-    for _ in range(args.warmup):
-        trainer.train_step()
-    sync()
-    warmup_s = time.perf_counter() - start
 
-    load_before = os.getloadavg()[0]
-    peak_before = fp32_peak(trainer.device)
-    walls, cpus = [], []
-    for _ in range(args.steps):
-        wall, cpu = time.perf_counter(), time.process_time()
-        trainer.train_step().item()  # .item(): the step is finished when it is timed
+    def step() -> None:
+        trainer.train_step().item()  # .item() and sync(): timed until it has really finished
         sync()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    peak_after = fp32_peak(trainer.device)
-    peak = max(peak_before, peak_after)
+
+    warmup_s, _ = timed(lambda: [step() for _ in range(args.warmup)])
+    load_before = os.getloadavg()[0]
+    peaks = fp32_peak_samples() if on_cpu else []
+    steps = [timed(step) for _ in range(args.steps)]
+    peaks += fp32_peak_samples() if on_cpu else []
+    peak = max((flops for flops, _ in peaks), default=float("nan"))
 
     tokens, flops_per_token = trainer.tokens_per_step, trainer.raw_model.flops_per_token()
+    walls = [wall for wall, _ in steps]
+    calm = [wall for wall, share in steps if share >= CALM_SHARE]
+    tokens_per_s = tokens / statistics.median(walls)
     val_targets = trainer.eval_sets["val"][1]
     bytes_per_token = trainer.val_bytes / val_targets.size
-    median, best = statistics.median(walls), min(walls)
-    tokens_per_s = tokens / median
-    threads = torch.get_num_threads()
+    flag = runtime.cpu_bf16_flag()
     result = {
         "bench": "train",
         "loop": "trainer",
         "device": str(trainer.device),
         "cpu_model": runtime.cpu_name(),
-        "has_native_bf16": runtime.cpu_bf16_flag(),
+        "cpu_bf16_flag": flag,
+        "has_avx512_bf16": flag in ("avx512_bf16", "amx_bf16"),  # AMX CPUs have both
         "dtype": str(trainer.dtype).removeprefix("torch."),
         "dtype_reason": trainer.dtype_why,
         "compile": trainer.compile_why,
-        "threads": threads,
+        "threads": torch.get_num_threads(),
         "params": trainer.raw_model.num_params(),
         "tokens_per_step": tokens,
         "flops_per_token": flops_per_token,
         "tokens_per_s": round(tokens_per_s, 1),
-        "best_tokens_per_s": round(tokens / best, 1),
         "model_flops_per_s": round(flops_per_token * tokens_per_s),
-        "fp32_matmul_peak_flops": round(peak),
-        "peak_before_after": [round(peak_before), round(peak_after)],
-        "fraction_of_peak": round(flops_per_token * tokens_per_s / peak, 3),
-        "best_fraction_of_peak": round(flops_per_token * tokens / best / peak, 3),
+        "fp32_matmul_peak_flops": round(peak) if on_cpu else None,
+        "fraction_of_peak": round(flops_per_token * tokens_per_s / peak, 3) if on_cpu else None,
+        # The same from the steps that had the cores to themselves (cpu share >= CALM_SHARE):
+        "calm_steps": len(calm),
+        "calm_fraction_of_peak": (
+            round(flops_per_token * tokens / statistics.median(calm) / peak, 3)
+            if calm and on_cpu
+            else None
+        ),
         "bytes_per_token": round(bytes_per_token, 3),
         "bytes_per_token_source": f"UTF-8 bytes of {val_targets.size:,} validation targets",
         "text_bytes_per_s": round(tokens_per_s * bytes_per_token),
-        "step_s": [round(w, 3) for w in walls],
-        "cpu_util": round(sum(cpus) / sum(walls) / threads, 2),
+        "step_s": [round(wall, 3) for wall in walls],
+        "step_cpu_share": [round(share, 2) for _, share in steps],
+        "peak_cpu_share_min": round(min((share for _, share in peaks), default=0.0), 2),
         "warmup_s": round(warmup_s, 1),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "torch": torch.__version__,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +66,22 @@ def torchrun(script: Path, data_dir: Path, out_dir: Path) -> subprocess.Complete
         "--out-dir",
         str(out_dir),
     ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # Own process group: if it hangs, the timeout kills torchrun *and* its workers.
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun hung; its last output:\n{stderr[-3000:]}")
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

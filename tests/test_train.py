@@ -39,6 +39,19 @@ def build_data(root: Path, vocab_size: int = 400, n: int = 40) -> Path:
     return root
 
 
+# Tiny models run as fast on one CPU thread as on two, and one thread does not stall when other
+# processes hold the cores (OpenMP threads wait for each other): tests stay fast on shared CI.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_data(tmp_path_factory.mktemp("data"))
@@ -198,7 +211,7 @@ def test_overfitting_is_named_and_stops_the_run_with_the_best_model_kept(
         lr=1e-2,
         log_interval=0,
         early_stop=True,
-        model={"dropout": 0.0, "n_embd": 64, "n_layer": 2},
+        model={"dropout": 0.0, "n_embd": 128, "n_layer": 2},
     )
     with caplog.at_level("WARNING", logger="jobgpt"):
         summary = run(cfg)
@@ -290,6 +303,7 @@ def test_seed_script_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--preset", "tiny", "--max-steps", "20"],
         cwd=cwd,
+        env=ONE_THREAD,
         capture_output=True,
         text=True,
         timeout=300,
@@ -332,6 +346,7 @@ def test_ctrl_c_saves_and_exits_cleanly(data_dir: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), *flags],
         cwd=cwd,
+        env=ONE_THREAD,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,6 +15,8 @@ import types
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from jobgpt import config as cfg
 from jobgpt.errors import JobGPTError
 
@@ -137,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     values = _nest({k: v for k, v in vars(args).items() if k != "stage"})
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        run_stage(args.stage, values)
+        # Log lines go through tqdm.write, so they never garble an active progress bar.
+        with logging_redirect_tqdm():
+            run_stage(args.stage, values)
     except JobGPTError as err:
         hint = f"\n  fix: {err.hint}" if err.hint else ""
         print(f"error: {err.message}{hint}", file=sys.stderr)

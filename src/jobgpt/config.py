@@ -123,12 +123,14 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # `jobgpt demo`: the whole pipeline in about 10 minutes on 2 CPU cores. The step count fits
     # the demo corpus (about a few epochs); the time budget guarantees the 10 minutes on slow CPUs.
     "demo": {
-        "model": {"n_layer": 4, "n_head": 4, "n_embd": 256, "dropout": 0.1},
-        "lr": 1e-3,
-        "warmup_steps": 50,
-        "max_steps": 1500,
+        # block 256 so a question-answer prompt (~200 tokens) fits the context whole
+        "model": {"block_size": 256, "n_layer": 3, "n_head": 3, "n_embd": 192, "dropout": 0.1},
+        "batch_size": 8,
+        "lr": 2e-3,
+        "warmup_steps": 30,
+        "max_steps": 600,
         "max_minutes": 7.0,
-        "eval_interval": 100,
+        "eval_interval": 50,
         "eval_windows": 32,
         "early_stop": True,
     },

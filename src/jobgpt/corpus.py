@@ -31,11 +31,9 @@ from typing import Any, BinaryIO, NamedTuple
 
 from jobgpt.errors import InputError
 from jobgpt.qa import ANSWER_END, is_qa_format, split_qa_blocks
+from jobgpt.tokenizer import EOT as END_OF_TEXT  # the document separator, defined once
 
 logger = logging.getLogger(__name__)
-
-# Written between documents by corpus tools (and by GPT-2-style dumps); also a special token.
-END_OF_TEXT = "<|endoftext|>"
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})

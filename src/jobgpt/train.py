@@ -450,8 +450,8 @@ class Trainer:
     def save(self, *names: str) -> None:
         """Write the current state to out_dir/<name> for each name (default ckpt.pt), atomically.
 
-        Collective under DDP (every rank's RNG state is gathered); only rank 0 writes. Refuses to
-        save a diverged model, so the last good checkpoint always survives.
+        Collective under DDP: every rank's RNG state is gathered, rank 0 writes, all wait for
+        it. Refuses to save a diverged model, so the last good checkpoint always survives.
         """
         self._check_finite()
         rng = [ckpt_io.rng_state(self.device)]
@@ -465,6 +465,8 @@ class Trainer:
             state = self.state_dict(rng)
             for name in names or ("ckpt.pt",):
                 ckpt_io.save_checkpoint(state, self.out_dir / name)
+        if self.dist.enabled:  # when save() returns, on any rank, the file is there to read
+            dist.barrier()
         self._saved_step = self.step
 
     # --- the loop ---
