@@ -550,10 +550,11 @@ _CONTACT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("담당자", ("contact_person",)),
     ("TEL", ("phone", "tel", "contact_phone")),
     ("EMAIL", ("email", "application_email")),
-    ("WEB", ("url", "application_url", "job_posting_url", "origin_source_url")),
+    ("WEB", ("web", "url", "application_url", "job_posting_url", "origin_source_url")),
 )
 # Values that mean "not given" in real crawls ("000" and "N/A" fill unknown contacts).
 _PLACEHOLDERS = frozenset({"", "-", "000", "n/a", "na", "none", "null"})
+_PLACEHOLDER_MAX_LEN = max(map(len, _PLACEHOLDERS))
 # Posting fields that make a record worth a document on their own (a bare "content" or company
 # name does not: without a title or duties it is rarely a posting).
 _SUBSTANTIVE = ("포지션", "업무 내용", "자격 요건", "우대 사항", "회사 소개", "복리후생")
@@ -610,8 +611,10 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _first(fields: dict[str, Any], label: str, keys: tuple[str, ...]) -> str:
-    for key in (label.lower(), *keys):
-        if value := _clean(fields.get(key)):
+    """The first usable value among the label itself (Korean-keyed records) and its aliases."""
+    for key in (label, *keys):  # fields' keys are lower-cased; so are the aliases
+        value = fields.get(key)
+        if value is not None and (value := _clean(value)):
             return value
     return ""
 
@@ -626,7 +629,8 @@ def _clean(value: Any) -> str:
     # newline but literal "\n"s is one of those, and reading it as newlines restores the text.
     if "\\n" in text and "\n" not in text:
         text = text.replace("\\n", "\n").replace("\\t", "\t").strip()
-    return "" if text.lower() in _PLACEHOLDERS else text
+    # Placeholders are short: checking the length first spares lower-casing every long field.
+    return "" if len(text) <= _PLACEHOLDER_MAX_LEN and text.lower() in _PLACEHOLDERS else text
 
 
 def _salary(fields: dict[str, Any]) -> str:
