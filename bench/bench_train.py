@@ -1,14 +1,15 @@
 """Training speed: tokens/s and model FLOP/s against this machine's fp32 matmul peak. Prints JSON.
 
-    uv run python bench/bench_train.py                          # reference run, trainer defaults
-    uv run python bench/bench_train.py --keep-freed-memory      # + runtime.keep_freed_memory()
+    uv run python bench/bench_train.py                          # as `jobgpt train` would run
+    uv run python bench/bench_train.py --no-keep-freed-memory   # without runtime.keep_freed_memory
     uv run python bench/bench_train.py --dtype bfloat16 --compile on --set model.dropout=0
     uv run python bench/bench_train.py --data-dir data          # your own bins
 
 What it times: `Trainer.train_step` of the real trainer (forward, backward, clipping, AdamW,
 zero_grad; batch sampling included) at the reference config (TrainConfig defaults: batch 16,
 context 256, 6 layers, 6 heads, 384 dims) with the trainer's own device, precision and compile
-choices unless flags override them. The data: a 24,000-token tokenizer and bins built once per
+choices, and glibc told to keep freed memory as the `jobgpt train` stage does, unless flags
+override them. The data: a 24,000-token tokenizer and bins built once per
 run in a temp dir from the real postings beside the repo (../shared/data), or from the synthetic
 demo corpus where those are absent (setup is untimed and reported as setup_s).
 
@@ -62,8 +63,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument(
         "--keep-freed-memory",
-        action="store_true",
-        help="call runtime.keep_freed_memory() first (recommended trainer default on CPU)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="call runtime.keep_freed_memory() first, as `jobgpt train` does",
     )
     parser.add_argument(
         "--set",
