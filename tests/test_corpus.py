@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jobgpt.cli import main, run_stage
 from jobgpt.corpus import (
     Document,
     iter_documents,
@@ -323,6 +324,73 @@ def test_globs_and_several_inputs_keep_order_without_duplicates(tree: Path) -> N
 def test_iter_documents_returns_named_documents(tree: Path) -> None:
     doc = next(iter_documents([str(tree / "a.md")]))
     assert isinstance(doc, Document) and doc == Document("A", f"{tree / 'a.md'}:1")
+
+
+# --- the pipeline's own outputs beside the corpus ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `jobgpt demo-data`, `tokenizer` and `dataset` leave in one directory, by the real
+    stages: samples.txt, tokenizer.json, meta.json, train.bin, val.bin."""
+    root = tmp_path_factory.mktemp("data")
+    corpus, tok = str(root / "samples.txt"), str(root / "tokenizer.json")
+    run_stage("demo-data", {"out": corpus, "n": 30})
+    run_stage("tokenizer", {"input": [corpus], "vocab_size": 400, "out": tok})
+    run_stage("dataset", {"input": [corpus], "tokenizer": tok, "out_dir": str(root)})
+    return root
+
+
+OUTPUTS = ("meta.json", "tokenizer.json", "train.bin", "val.bin")
+
+
+def test_a_directory_or_glob_skips_the_pipelines_outputs(data_dir: Path, caplog) -> None:
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted([*OUTPUTS, "samples.txt"])
+    assert resolve_inputs([str(data_dir)]) == [data_dir / "samples.txt"]
+    assert resolve_inputs([str(data_dir / "*")]) == [data_dir / "samples.txt"]
+    with caplog.at_level(logging.INFO, logger="jobgpt.corpus"):
+        assert texts(data_dir / "*")
+    [line] = [r.message for r in caplog.records if "skipped" in r.message]
+    for name in OUTPUTS:
+        assert str(data_dir / name) in line
+    assert "(tokenizer)" in line and "(dataset meta)" in line
+
+
+def test_the_tokenizer_stage_runs_on_a_data_dir_holding_its_outputs(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tokenizer.json"
+    flags = ["--input", str(data_dir), "--vocab-size", "400", "--out", str(out)]
+    assert main(["tokenizer", *flags]) == 0
+    # The same corpus, so the same tokenizer: tokenizer.json and meta.json were not read as text.
+    assert out.read_bytes() == (data_dir / "tokenizer.json").read_bytes()
+
+
+def test_an_output_named_explicitly_is_not_skipped(data_dir: Path) -> None:
+    err = error_for(data_dir / "tokenizer.json")
+    assert "tokenizer.json" in err.message and "jobgpt output (tokenizer)" in err.message
+    assert "meta.json" in error_for(data_dir / "meta.json").message
+    assert "unknown format" in error_for(data_dir / "train.bin").message
+
+
+def test_a_users_own_meta_json_and_tokenizer_named_files_are_read(tmp_path: Path) -> None:
+    # Our files are recognised by content: a corpus that merely shares a name is a corpus.
+    posting = {"title": "백엔드 개발자", "company": "한빛소프트", "duties": "API 개발"}
+    write(tmp_path / "d" / "meta.json", json.dumps({"format_version": 3, "postings": [posting]}))
+    write(tmp_path / "d" / "tokenizer.json", json.dumps([{"text": "토크나이저 공고"}]))
+    write(tmp_path / "d" / "metrics.jsonl", '{"text": "지표 분석가 채용"}\n')
+    files = resolve_inputs([str(tmp_path / "d")])
+    assert [p.name for p in files] == ["meta.json", "metrics.jsonl", "tokenizer.json"]
+    assert len(texts(tmp_path / "d")) == 3
+
+
+def test_a_directory_holding_only_outputs_says_so(data_dir: Path, tmp_path: Path) -> None:
+    only = tmp_path / "only"
+    only.mkdir()
+    for name in ("meta.json", "tokenizer.json"):
+        (only / name).write_bytes((data_dir / name).read_bytes())
+    err = error_for(only)
+    assert "holds no corpus files" in err.message and "tokenizer.json (tokenizer)" in err.message
 
 
 # --- bad inputs: each an InputError naming the file, the place and the fix ----------------------

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ import torch
 
 from jobgpt.checkpoint import load_checkpoint
 from jobgpt.cli import main, run_stage
-from jobgpt.config import TrainConfig, make_config
+from jobgpt.config import TRAIN_PRESETS, TrainConfig, make_config
+from jobgpt.corpus import resolve_inputs
 from jobgpt.errors import CheckpointError, ConfigError, DataError
 from jobgpt.train import Trainer, TrainingDiverged, lr_at, oom_error, run
 
@@ -131,6 +133,57 @@ def test_resume_keeps_the_checkpoints_settings_unless_a_flag_changes_them(
         Trainer(tiny(data_dir, tmp_path, resume=True, model={"n_layer": 3}))
 
 
+def test_a_typed_flag_equal_to_the_preset_default_overrides_the_checkpoint(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3, weight_decay=0.05))
+    common = ["--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--device", "cpu"]
+    # 3e-4 and 0.1 are the m4 preset's defaults: typed, they still win over the checkpoint.
+    flags = ["--resume", "--max-steps", "5", "--lr", "3e-4", "--weight-decay", "0.1"]
+    assert main(["train", *common, *flags]) == 0
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["step"] == 5
+    assert ckpt["train_config"]["lr"] == 3e-4 and ckpt["schedule"]["lr"] == 3e-4
+    assert ckpt["train_config"]["weight_decay"] == 0.1
+    assert ckpt["train_config"]["batch_size"] == 4  # untyped: still the checkpoint's
+    # The record of typed flags round-trips through the safely loaded checkpoint.
+    assert "lr" in ckpt["train_config"]["explicit"]
+    # A typed architecture flag equal to the m4 default but not to the checkpoint is refused.
+    assert main(["train", *common, "--resume", "--n-layer", "6"]) == 1
+
+
+def test_make_config_records_the_settings_given_explicitly() -> None:
+    cfg = make_config(TrainConfig, {"preset": "tiny", "lr": 3e-4, "model": {"dropout": 0.1}})
+    assert cfg.explicit == ("lr", "model.dropout", "preset")
+    assert cfg.batch_size == 8  # from the preset, not recorded as given
+    assert make_config(TrainConfig).explicit == ()
+    assert TrainConfig().explicit is None
+
+
+def test_resume_of_a_directly_built_config_overrides_only_what_differs_from_defaults(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3))
+    base = tiny(data_dir, tmp_path, resume=True, max_steps=6)
+    # Built without make_config's record: the lr equal to the tiny default cannot override...
+    unknown = replace(base, lr=TRAIN_PRESETS["tiny"]["lr"], explicit=None)
+    assert Trainer(unknown).cfg.lr == 1e-3
+    # ...but a value that differs from the default does.
+    assert Trainer(replace(unknown, lr=5e-4)).cfg.lr == 5e-4
+
+
+def test_checkpoints_from_before_the_explicit_record_still_resume(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3))
+    path = tmp_path / "ckpt.pt"
+    old = torch.load(path, map_location="cpu", weights_only=True)
+    del old["train_config"]["explicit"]
+    torch.save(old, path)
+    trainer = Trainer(tiny(data_dir, tmp_path, resume=True, max_steps=6, lr=3e-3))
+    assert trainer.step == 4 and trainer.cfg.lr == 3e-3
+
+
 def test_block_size_larger_than_the_models_on_resume_is_refused(
     data_dir: Path, tmp_path: Path
 ) -> None:
@@ -138,6 +191,16 @@ def test_block_size_larger_than_the_models_on_resume_is_refused(
     with pytest.raises(ConfigError, match="block_size 32") as err:
         Trainer(tiny(data_dir, tmp_path, resume=True, model={"block_size": 64}))
     assert "--block-size 64" in err.value.message
+
+
+def test_a_corpus_directory_holding_a_training_run_skips_its_files(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path / "run", max_steps=2, eval_interval=1))
+    assert {"ckpt.pt", "best.pt", "metrics.jsonl", "loss.png"} <= set(os.listdir(tmp_path / "run"))
+    shutil.copy(data_dir / "samples.txt", tmp_path)
+    # `--input <dir>` beside checkpoints/metrics (as in `jobgpt demo`'s runs/demo) reads the corpus.
+    assert resolve_inputs([str(tmp_path)]) == [tmp_path / "samples.txt"]
 
 
 # --- never lose or silently reuse work ---------------------------------------------------------

@@ -47,6 +47,7 @@ INVOCATION_FIELDS = frozenset(
         "resume",
         "overwrite",
         "max_minutes",
+        "explicit",  # which flags were typed this time
     }
 )
 ARCHITECTURE_FIELDS = frozenset({"block_size", "n_layer", "n_head", "n_embd", "bias"})
@@ -237,26 +238,47 @@ def find_resume_checkpoint(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def resume_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
-    """The checkpoint's run settings, with what this invocation's flags changed on top.
+    """The checkpoint's run settings, with the settings this invocation gave on top.
 
-    A setting counts as changed when it differs from the preset's default, so a bare `--resume`
-    continues the run exactly as configured. (A flag set to the default value cannot be told
-    apart from no flag, so it does not override the checkpoint.) Invocation settings (paths,
-    device, time budget...) always come from `cfg`. Architecture changes are refused: the
-    weights have the checkpoint's shapes. Returns the settings and the changes, for the log.
+    The settings given are `cfg.explicit`: the flags the user typed (make_config records them),
+    so `--resume --lr 3e-4` sets 3e-4 even where that is the preset's default, and a bare
+    `--resume` continues the run exactly as configured. A TrainConfig built directly has no such
+    record (`explicit` is None); then a setting counts as given when it differs from the
+    preset's default. Invocation settings (paths, device, time budget...) always come from
+    `cfg`. Architecture changes are refused: the weights have the checkpoint's shapes. Returns
+    the settings and the changes, for the log.
     """
     known = {f.name for f in fields(TrainConfig)}
+    # Checkpoints written before a field existed lack it: make_config fills in its default.
     saved_values = {k: v for k, v in ckpt["train_config"].items() if k in known}
     saved = make_config(TrainConfig, {**saved_values, "model": ckpt["model_config"]})
-    defaults = make_config(TrainConfig, {"preset": cfg.preset})
+    if cfg.explicit is None:
+        defaults = make_config(TrainConfig, {"preset": cfg.preset})
+        given = _differs(cfg, defaults)
+    else:
+        given = set(cfg.explicit)
     changes: list[str] = []
-    model = _overlay(saved.model, cfg.model, defaults.model, changes)
-    merged = _overlay(saved, cfg, defaults, changes, keep=INVOCATION_FIELDS)
+    model = _overlay(saved.model, cfg.model, given, changes, prefix="model.")
+    merged = _overlay(saved, cfg, given, changes, keep=INVOCATION_FIELDS)
     return replace(merged, model=model), changes
 
 
-def _overlay(saved: Any, ours: Any, default: Any, changes: list[str], keep=frozenset()) -> Any:
-    """`saved` with the fields of `ours` that differ from `default` (and all of `keep`)."""
+def _differs(ours: Any, default: Any, prefix: str = "") -> set[str]:
+    """Dotted names of the fields of `ours` whose values differ from `default`'s."""
+    names: set[str] = set()
+    for f in fields(ours):
+        value = getattr(ours, f.name)
+        if is_dataclass(value):
+            names |= _differs(value, getattr(default, f.name), f"{prefix}{f.name}.")
+        elif value != getattr(default, f.name):
+            names.add(prefix + f.name)
+    return names
+
+
+def _overlay(
+    saved: Any, ours: Any, given: set[str], changes: list[str], prefix: str = "", keep=frozenset()
+) -> Any:
+    """`saved` with the fields of `ours` named in `given` (and all of `keep`)."""
     updates = {}
     for f in fields(ours):
         value, theirs = getattr(ours, f.name), getattr(saved, f.name)
@@ -264,12 +286,18 @@ def _overlay(saved: Any, ours: Any, default: Any, changes: list[str], keep=froze
             continue
         if f.name in keep:
             updates[f.name] = value
-        elif value != getattr(default, f.name) and value != theirs:
+        elif _is_given(prefix + f.name, given) and value != theirs:
             if f.name in ARCHITECTURE_FIELDS:
                 raise _architecture_conflict(f.name, theirs, value)
             changes.append(f"{f.name} {theirs} -> {value}")
             updates[f.name] = value
     return replace(saved, **updates)
+
+
+def _is_given(name: str, given: set[str]) -> bool:
+    """Whether `name` ("model.dropout"), or a whole config above it ("model"), was given."""
+    parts = name.split(".")
+    return any(".".join(parts[: i + 1]) in given for i in range(len(parts)))
 
 
 def _architecture_conflict(name: str, saved: Any, wanted: Any) -> ConfigError:

@@ -7,7 +7,7 @@ no default is ever written twice. This module must stay cheap to import: no torc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # The reference pipeline's paths. Relative paths resolve against the current directory, as the
@@ -102,6 +102,12 @@ class TrainConfig:
     seed: int = arg(DEFAULT_SEED, "random seed for init and batch sampling")
     resume: bool = arg(False, "continue from out_dir/ckpt.pt exactly where it stopped")
     overwrite: bool = arg(False, "start over even if out_dir already holds a checkpoint")
+    # Filled by make_config: the settings given explicitly (typed flags), as dotted names such as
+    # "lr" or "model.dropout". --resume lets exactly these override the checkpoint, so a typed
+    # value equal to the preset's default still counts. None for a TrainConfig built directly.
+    explicit: tuple[str, ...] | None = arg(
+        None, "settings given explicitly (filled by make_config)", cli=False
+    )
 
 
 # Presets fill in fields the user did not pass on the command line; explicit flags always win.
@@ -178,11 +184,17 @@ def make_config(cls: type, values: dict[str, Any] | None = None) -> Any:
     """Build a stage config from (possibly nested) values, filling the rest from defaults.
 
     For stages with presets, the chosen preset's values come first and explicit values override
-    them, so `--preset tiny --lr 1e-2` means "tiny, but with this learning rate".
+    them, so `--preset tiny --lr 1e-2` means "tiny, but with this learning rate". A config with an
+    `explicit` field records the names given in `values` there (dotted for nested configs: the
+    CLI passes only typed flags, so these are what the user typed), unless `values` sets it.
     """
     from jobgpt.errors import ConfigError
 
     values = dict(values or {})
+    if "explicit" in {f.name for f in fields(cls)} and "explicit" not in values:
+        values["explicit"] = _dotted_names(values)
+    elif values.get("explicit") is not None:  # e.g. a list, from a checkpoint's train_config
+        values["explicit"] = tuple(values["explicit"])
     presets = PRESETS.get(cls)
     if presets is not None:
         name = values.get("preset", cls().preset)
@@ -192,6 +204,17 @@ def make_config(cls: type, values: dict[str, Any] | None = None) -> Any:
             )
         values = _deep_merge(presets[name], values)
     return _build(cls, values)
+
+
+def _dotted_names(values: dict[str, Any], prefix: str = "") -> tuple[str, ...]:
+    """{"lr": 1e-3, "model": {"dropout": 0.0}} -> ("lr", "model.dropout"), sorted."""
+    names: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            names += _dotted_names(value, f"{prefix}{key}.")
+        else:
+            names.append(prefix + key)
+    return tuple(sorted(names))
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +228,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
-    from dataclasses import fields, is_dataclass
+    from dataclasses import is_dataclass
     from typing import get_type_hints
 
     hints = get_type_hints(cls)

@@ -1,8 +1,9 @@
 """Reading the user's inputs into documents: the first step of every stage that reads a corpus.
 
-`resolve_inputs` turns files, directories and globs into a sorted, de-duplicated file list;
-`iter_documents` streams `Document`s out of them file by file, so a 1 GB corpus never sits in
-memory whole. What a document is depends on the file:
+`resolve_inputs` turns files, directories and globs into a sorted, de-duplicated file list (a
+directory or glob skips jobgpt's own outputs found there: tokenizer.json, meta.json, token bins,
+checkpoints, metrics); `iter_documents` streams `Document`s out of them file by file, so a 1 GB
+corpus never sits in memory whole. What a document is depends on the file:
 
 - text (.txt, .md, or any other file that is UTF-8 text): one document per
   ``[QUESTION]…[/ANSWER]`` example when the file is in the training format (`jobgpt.qa`);
@@ -45,6 +46,16 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIX
 # several times its size in memory; past this, .jsonl (read line by line) is the right format.
 MAX_JSON_BYTES = 512 * 1024 * 1024
 
+# What the pipeline writes beside a corpus: token bins (dataset), checkpoints and the loss plot
+# (train), besides tokenizer.json, meta.json and metrics.jsonl, which are recognised by content.
+_OUTPUT_SUFFIXES = {".bin": "token bins", ".pt": "checkpoint"}
+_OUTPUT_NAMES = {"loss.png": "loss plot"}
+# Our JSON outputs are small (a 100k-token tokenizer.json is ~5 MB); a larger file is a corpus
+# and is not parsed twice. A marker must appear near the start: both files begin with it.
+_MAX_OUTPUT_JSON_BYTES = 64 << 20
+_OUTPUT_JSON_MARKERS = (b'"added_tokens"', b'"format_version"')
+_META_KEYS = frozenset({"format_version", "dtype", "vocab_size", "eot_id", "tokenizer", "splits"})
+
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20  # bytes read and decoded at a time
 _FORMATS_HINT = "use UTF-8 text (.txt, .md), .jsonl, .json or .csv files"
@@ -64,32 +75,52 @@ def resolve_inputs(patterns: Sequence[str]) -> list[Path]:
 
     Order is the order of ``patterns``; within a directory or glob, sorted by path, so the same
     inputs always give the same corpus. Hidden files and directories (``.git``…) are skipped in
-    directories, and only supported extensions are taken from them.
+    directories, and only supported extensions are taken from them. A directory or glob also
+    skips jobgpt's own outputs (see `pipeline_output`), so ``--input data`` still works once
+    data/ holds tokenizer.json and the bins. A file named on its own is never skipped (our
+    tokenizer.json or meta.json named so is refused, with a message saying what it is).
     """
+    return _resolve(patterns)[0]
+
+
+def _resolve(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """`resolve_inputs`, plus "path (what it is)" for each jobgpt output it skipped."""
     if isinstance(patterns, str | os.PathLike):
         patterns = [os.fspath(patterns)]
     if not patterns:
         raise InputError("no input given", "pass --input with corpus files, directories or globs")
     seen: set[Path] = set()
     files: list[Path] = []
+    skipped: list[str] = []
     for pattern in patterns:
-        for path in _expand(str(pattern)):
+        for path in _expand(str(pattern), skipped):
             key = path.resolve()
             if key not in seen:
                 seen.add(key)
                 files.append(path)
-    return files
+    return files, list(dict.fromkeys(skipped))
 
 
-def _expand(pattern: str) -> list[Path]:
+def _expand(pattern: str, skipped: list[str]) -> list[Path]:
     path = Path(pattern).expanduser()
-    if path.is_file():
+    before = len(skipped)
+    if path.is_file():  # named explicitly: never skipped; our JSON outputs are named as such
+        kind = _json_output(path) if path.suffix.lower() in JSON_SUFFIXES else None
+        if kind is not None:
+            raise InputError(
+                f"{pattern} is a jobgpt output ({kind}), not corpus text",
+                "leave it out of --input (a directory or glob given to --input skips such files "
+                "by itself)",
+            )
         return [path]
     if path.is_dir():
-        files = _walk(path)
+        files = _without_outputs(_walk(path), skipped)
         if not files:
+            ours = skipped[before:]
+            only = f" (only jobgpt outputs: {', '.join(ours)})" if ours else ""
             raise InputError(
-                f"directory {pattern} holds no corpus files", f"put files in it; {_FORMATS_HINT}"
+                f"directory {pattern} holds no corpus files{only}",
+                f"put files in it; {_FORMATS_HINT}",
             )
         return files
     if path.exists():
@@ -97,9 +128,12 @@ def _expand(pattern: str) -> list[Path]:
     if any(char in pattern for char in "*?["):
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
         files = [f for m in matches for f in (_walk(Path(m)) if Path(m).is_dir() else [Path(m)])]
+        files = _without_outputs(files, skipped)
         if not files:
+            ours = skipped[before:]
             raise InputError(
-                f"no file matches {pattern!r}",
+                f"no file matches {pattern!r}"
+                + (f" except jobgpt outputs ({', '.join(ours)})" if ours else ""),
                 "check the pattern (quote it so your shell does not expand it, and use "
                 "'**' for subdirectories), or pass files or a directory",
             )
@@ -109,6 +143,69 @@ def _expand(pattern: str) -> list[Path]:
         f"check the path (relative paths start from {Path.cwd()}); "
         "`jobgpt demo-data` writes a demo corpus to data/samples.txt",
     )
+
+
+def _without_outputs(files: list[Path], skipped: list[str]) -> list[Path]:
+    """`files` less jobgpt's own outputs, which are noted in `skipped`."""
+    kept = []
+    for path in files:
+        kind = pipeline_output(path)
+        if kind is None:
+            kept.append(path)
+        else:
+            skipped.append(f"{path} ({kind})")
+    return kept
+
+
+def pipeline_output(path: Path) -> str | None:
+    """What jobgpt output `path` is ("tokenizer", "token bins"...), or None if it is not one.
+
+    Binary outputs go by name; JSON by content, so a user's own meta.json of postings is still
+    read: a tokenizer.json has the HuggingFace keys "model" and "added_tokens", our meta.json
+    the keys the dataset stage writes, and metrics.jsonl holds training step/eval records.
+    """
+    suffix = path.suffix.lower()
+    kind = _OUTPUT_SUFFIXES.get(suffix) or _OUTPUT_NAMES.get(path.name)
+    if kind is not None:
+        return kind
+    if suffix in JSON_SUFFIXES:
+        return _json_output(path)
+    if path.name == "metrics.jsonl":
+        return _metrics_output(path)
+    return None
+
+
+def _json_output(path: Path) -> str | None:
+    if path.stat().st_size > _MAX_OUTPUT_JSON_BYTES:
+        return None
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    if not any(marker in head for marker in _OUTPUT_JSON_MARKERS):
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        return None  # not ours; reading it gives the clear error
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("model"), dict) and isinstance(data.get("added_tokens"), list):
+        return "tokenizer"
+    if _META_KEYS <= data.keys():
+        return "dataset meta"
+    return None
+
+
+def _metrics_output(path: Path) -> str | None:
+    with path.open("rb") as f:
+        first = f.readline()
+    if not first:  # `jobgpt train` starts it empty
+        return "training metrics"
+    try:
+        record = json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    is_ours = isinstance(record, dict) and record.get("kind") in ("step", "eval")
+    return "training metrics" if is_ours and "step" in record else None
 
 
 def _walk(directory: Path) -> list[Path]:
@@ -143,7 +240,11 @@ def iter_documents(patterns: Sequence[str]) -> Iterator[Document]:
     Logs one line per file (how it was split) and a summary at the end. Raises InputError for a
     missing input, a file that is not UTF-8 text, malformed JSON, or a file with no document.
     """
-    paths = resolve_inputs(patterns)
+    paths, outputs = _resolve(patterns)
+    if outputs:
+        logger.info(
+            "skipped %d jobgpt output file(s) in the inputs: %s", len(outputs), ", ".join(outputs)
+        )
     total = skipped = 0
     for path in paths:
         stats = _FileStats()
@@ -682,6 +783,7 @@ __all__ = [
     "Document",
     "ensure_default_corpus",
     "iter_documents",
+    "pipeline_output",
     "record_text",
     "render_posting",
     "resolve_inputs",
