@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,16 @@ def test_special_tokens_are_single_ids(tok):
     assert ids.count(special_id(tok, EOT)) == 1
 
 
+def test_no_learned_token_repeats_part_of_a_special_token():
+    # Such a token would never be produced (the special token matches first): a wasted id.
+    qa = "[QUESTION]\n요약\n[/QUESTION]\n[DOC]\n{}\n[/DOC]\n[ANSWER]\n답\n[/ANSWER]<|endoftext|>"
+    trained = train_tokenizer([qa.format(doc) for doc in CORPUS] * 40, vocab_size=600)
+    learned = trained.get_vocab(with_added_tokens=False)
+    parts = ("QUESTION", "ANSWER", "DOC]", "|>")
+    leaks = [t for t in learned if t not in SPECIAL_TOKENS and any(p in t for p in parts)]
+    assert leaks == []
+
+
 def test_unseen_characters_fall_back_to_bytes_never_unk(tok):
     assert tok.model.unk_token is None
     ids = tok.encode("뷁").ids  # never in the training corpus
@@ -139,6 +152,38 @@ def test_tiny_vocab_keeps_frequent_characters_and_stays_lossless():
     tok = train_tokenizer(texts, vocab_size=270)  # room for 6 characters only
     assert tok.get_vocab_size() <= 270
     assert all(tok.decode(tok.encode(t).ids) == t for t in texts)
+
+
+# 20 syllables, each exactly as frequent, and room for only 6 characters: which 6 the trainer
+# keeps is decided by a tie. (Before the fix, Rust hash-map order picked them at random.)
+TIED = "가나다라마바사아자차카타파하거너더러머버"
+TIED_CORPUS = ["".join(random.Random(i).sample(TIED, len(TIED))) for i in range(40)]
+
+
+def test_tied_characters_are_kept_by_code_point():
+    for _ in range(3):  # each training in a process sees another hash-map order
+        tok = train_tokenizer(TIED_CORPUS, vocab_size=len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 6)
+        alphabet = sorted(t for t in tok.get_vocab(with_added_tokens=False) if len(t) == 1)
+        assert alphabet == sorted(TIED)[:6]
+        assert all(tok.decode(tok.encode(t).ids) == t for t in TIED_CORPUS)
+
+
+def test_training_gives_the_same_file_in_every_process(tmp_path):
+    """Same corpus, same tokenizer.json, whatever the hash seeds of Python and Rust."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n\n".join(TIED_CORPUS), encoding="utf-8")
+    vocab_size = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 6
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"tokenizer-{seed}.json"
+        flags = ["--input", str(corpus), "--vocab-size", str(vocab_size), "--out", str(out)]
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-m", "jobgpt", "tokenizer", *flags], env=env, capture_output=True
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
 
 
 def test_vocab_size_too_small_is_a_config_error():

@@ -26,12 +26,14 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from jobgpt.config import TokenizerConfig
@@ -60,7 +62,10 @@ SPLIT_PATTERN = r" ?[^ ]+| +(?![^ ])"
 # Longer tokens mostly memorise boilerplate (URLs, rows of dashes); capping them costs ~0.03
 # bytes/token on real postings.
 MAX_TOKEN_CHARS = 16
+# Characters are counted in batches of this many: numpy counts fast, and a batch stays ~4 MB.
+_COUNT_BATCH_CHARS = 1 << 20
 
+_SPECIAL_SPLIT = re.compile("|".join(map(re.escape, SPECIAL_TOKENS)))
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")  # what the ByteFallback decoder turns into a byte
 # The health report's held-out slice: ~2% of the documents after the first 100 (a tiny corpus
 # keeps everything for training), at most 500.
@@ -81,16 +86,18 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
             f"use more than {RESERVED_IDS} (the special and byte tokens), e.g. --vocab-size 24000",
         )
     tok = _blank_tokenizer()
+    # Tiny vocabularies keep only the most frequent characters; the rest fall back to bytes.
+    limit_alphabet = vocab_size - RESERVED_IDS
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(BYTE_TOKENS),  # the trainer counts the special tokens itself
         min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
-        # Tiny vocabularies keep only the most frequent characters; the rest fall back to bytes.
-        limit_alphabet=vocab_size - RESERVED_IDS,
+        limit_alphabet=limit_alphabet,
         max_token_length=MAX_TOKEN_CHARS,
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer)
+    pieces = _without_special_tokens(texts)
+    tok.train_from_iterator(_settle_alphabet_ties(pieces, limit_alphabet), trainer)
     tok = _with_byte_tokens(tok)
     achieved = tok.get_vocab_size()
     if achieved < vocab_size:
@@ -106,13 +113,61 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     return tok
 
 
+def _without_special_tokens(texts: Iterable[str]) -> Iterator[str]:
+    """The text between special-token strings: what BPE may learn merges from.
+
+    The trainer does not cut added tokens out of its input, so a corpus in the QA format would
+    spend ids on pieces like ``[QUESTION]`` or ``ANSWER]``, which encoding never produces: the
+    added token always matches first.
+    """
+    for text in texts:
+        yield from filter(None, _SPECIAL_SPLIT.split(text))
+
+
+def _settle_alphabet_ties(texts: Iterable[str], limit: int) -> Iterator[str]:
+    """``texts``, then one-character texts that make the trainer's alphabet deterministic.
+
+    With more distinct characters than ``limit``, the trainer keeps the ``limit`` most frequent
+    ones, but orders equal counts by Rust hash-map order, which is random in every process: when
+    the cut fell inside a run of equal counts, the same corpus gave different tokenizers (ids).
+    The trainer counts every character of the texts (no normalizer; added tokens are not cut
+    out while training), so counting here gives the same numbers. One more occurrence of each
+    tied character we keep (lowest code points first) moves the cut between two counts; a
+    one-character text holds no pair, so no merge changes.
+    """
+    counts = np.zeros(sys.maxunicode + 1, dtype=np.int64)  # one slot per code point
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        yield text
+        batch.append(text)
+        size += len(text)
+        if size >= _COUNT_BATCH_CHARS:
+            _count_chars(batch, counts)
+            batch, size = [], 0
+    _count_chars(batch, counts)
+    present = np.flatnonzero(counts)
+    if len(present) <= limit:
+        return  # every character is kept: nothing to break
+    ranked = present[np.lexsort((present, -counts[present]))]  # by count down, then code point
+    last_kept = counts[ranked[limit - 1]]
+    if counts[ranked[limit]] == last_kept:
+        yield from (chr(c) for c in ranked[:limit] if counts[c] == last_kept)
+
+
+def _count_chars(batch: list[str], counts: np.ndarray) -> None:
+    """Add the code points of ``batch`` to ``counts`` (8x faster than collections.Counter)."""
+    text = "".join(batch).encode("utf-32-le", "surrogatepass")
+    counts += np.bincount(np.frombuffer(text, dtype=np.uint32), minlength=len(counts))
+
+
 def _blank_tokenizer(vocab: dict[str, int] | None = None, merges=None) -> Tokenizer:
     """The pipeline around the BPE model: no normalizer, cut-only pre-tokenizer, byte decoder."""
     tok = Tokenizer(models.BPE(vocab, merges, byte_fallback=True))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")
     tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
-    # Added before training too, so that marker strings in the corpus are not learned as merges.
-    # (add_special_tokens would mark the QA markers as skippable; add_tokens keeps our flag.)
+    # Matched in raw text before BPE, so each is one id. (add_special_tokens would mark the QA
+    # markers as skippable on decode; add_tokens keeps our own flag.)
     tok.add_tokens(
         [AddedToken(t, special=t in CONTROL_TOKENS, normalized=False) for t in SPECIAL_TOKENS]
     )
