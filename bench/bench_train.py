@@ -2,7 +2,7 @@
 
     uv run python bench/bench_train.py                          # as `jobgpt train` would run
     uv run python bench/bench_train.py --no-keep-freed-memory   # without runtime.keep_freed_memory
-    uv run python bench/bench_train.py --dtype bfloat16 --compile on --set model.dropout=0
+    uv run python bench/bench_train.py --dtype bfloat16 --compile on --set model.dropout=0.1
     uv run python bench/bench_train.py --data-dir data          # your own bins
 
 What it times: `Trainer.train_step` of the real trainer (forward, backward, clipping, AdamW,

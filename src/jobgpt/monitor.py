@@ -55,8 +55,8 @@ def plan_report(
         warnings.append(
             f"the plan reads the training data {epochs:.0f} times ({epochs:.0f} epochs): expect "
             "overfitting (과적합 예상) — val loss will turn up while train loss keeps falling. "
-            "The run keeps best.pt at the lowest val loss; more data, fewer --max-steps, more "
-            "--dropout or --early-stop all help"
+            "The run keeps best.pt at the lowest val loss; more data, fewer --max-steps, "
+            "--dropout 0.1 or --early-stop all help"
         )
     if val_windows < FEW_VAL_WINDOWS:
         warnings.append(
@@ -147,7 +147,7 @@ def summarize(history: Sequence[dict[str, Any]]) -> str:
     elif gap > 0.1 * max(last["val_loss"], MIN_DELTA):
         meaning = (
             f"val is {gap:.3f} above train: the model fits its training text better than new "
-            "text (일반화 격차); more data or dropout would close the gap"
+            "text (일반화 격차); more data (or --dropout 0.1) would close the gap"
         )
     else:
         meaning = (
