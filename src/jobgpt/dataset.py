@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain, pairwise
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -196,11 +196,11 @@ def _encode_batch(
     tok: Tokenizer, texts: list[str], eot: int, dtype: np.dtype
 ) -> tuple[np.ndarray, list[int]]:
     """(all ids of the batch with EOT after each document, tokens per document)."""
-    ids = [e.ids + [eot] for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
-    lengths = [len(x) for x in ids]
-    # np.fromiter raises on an id the dtype cannot hold: never a silent wrap-around.
-    flat = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=sum(lengths))
-    return flat, lengths
+    # np.array raises OverflowError on an id the dtype cannot hold: never a silent wrap-around.
+    docs = [np.array(e.ids, dtype) for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    end = np.array([eot], dtype)
+    flat = np.concatenate([part for ids in docs for part in (ids, end)])
+    return flat, [len(ids) + 1 for ids in docs]
 
 
 def _write_batch(result: tuple[np.ndarray, list[int]], out, corpus: _Corpus) -> None:
