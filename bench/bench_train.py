@@ -1,4 +1,4 @@
-"""Training speed: tokens/s and model FLOP/s against this machine's fp32 matmul peak. Prints JSON.
+"""Training speed: tokens/s and model FLOP/s against this machine's matmul peak. Prints JSON.
 
     uv run python bench/bench_train.py                          # as `jobgpt train` would run
     uv run python bench/bench_train.py --no-keep-freed-memory   # without runtime.keep_freed_memory
@@ -18,6 +18,11 @@ matmul peak is the best of a 2048^3 matmul and the model's own matmul shapes, me
 before and right after the timed steps with the same threads, so load from other processes hits
 both alike. fraction_of_peak = model FLOP/s / that peak (target: >= 0.75). text_bytes_per_s =
 tokens/s x the UTF-8 bytes per token of the data's validation windows.
+
+On a GPU the peak is measured in the trainer's compute dtype (an 8192^3 matmul and the model's
+shapes), so fraction_of_peak is MFU against a measured peak; mfu_nominal uses the datasheet
+peak of known GPUs (H100, H200, A100), as MFU is usually quoted. GPT-2 small:
+`--set model.n_layer=12 --set model.n_head=12 --set model.n_embd=768 --set model.block_size=1024`.
 
 On a shared machine other processes take turns on the cores and stretch every step. Each step
 and peak sample records its cpu share (process CPU seconds / wall seconds / threads; 1.0 = all
@@ -51,6 +56,8 @@ SHARED_POSTINGS = SHARED_DATA / "wanted" / "postings.jsonl"
 # slowed by other processes; `calm_*` figures use only the others.
 CALM_SHARE = 0.95
 PEAK_SHAPES = [(2048, 2048, 2048), (4096, 384, 1536), (4096, 1536, 384), (4096, 384, 24_000)]
+# Dense bf16 tensor-core peaks from the vendor datasheets; the first matching name part wins.
+NOMINAL_BF16_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12)]
 
 
 def main() -> None:
@@ -152,16 +159,42 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return wall, (time.process_time() - cpu) / wall / torch.get_num_threads()
 
 
-def fp32_peak_samples(repeats: int = 3) -> list[tuple[float, float]]:
-    """(FLOP/s, cpu share) of fp32 matmuls: a 2048^3 square and the model's own shapes."""
+def matmul_peak_samples(
+    device: torch.device, dtype: torch.dtype, repeats: int = 3
+) -> list[tuple[float, float]]:
+    """(FLOP/s, cpu share) of `dtype` matmuls on `device`: a large square and the model's shapes.
+
+    On a CPU the dtype is float32 (the issue's yardstick); on a GPU the trainer's compute dtype,
+    so the fraction is a measured MFU. The cpu share means nothing on a GPU (reported as 1.0).
+    """
+    on_gpu = device.type == "cuda"
+    shapes = [(8192, 8192, 8192), *PEAK_SHAPES[1:]] if on_gpu else PEAK_SHAPES
     samples = []
-    for m, k, n in PEAK_SHAPES:
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        a @ b  # warm-up
+    for m, k, n in shapes:
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+
+        def matmul(a=a, b=b) -> None:
+            a @ b
+            if on_gpu:
+                torch.cuda.synchronize()
+
+        matmul()  # warm-up
         for _ in range(repeats):
-            seconds, share = timed(lambda a=a, b=b: a @ b)
-            samples.append((2 * m * k * n / seconds, share))
+            seconds, share = timed(matmul)
+            samples.append((2 * m * k * n / seconds, 1.0 if on_gpu else share))
     return samples
+
+
+def nominal_peak(device: torch.device, dtype: torch.dtype) -> float | None:
+    """Datasheet dense bf16/fp16 tensor-core FLOP/s of known GPUs (for MFU as usually quoted)."""
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for part, flops in NOMINAL_BF16_FLOPS:
+        if part in name:
+            return flops
+    return None
 
 
 def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -169,6 +202,7 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
 
     trainer = Trainer(cfg)
     on_cpu = trainer.device.type == "cpu"
+    peak_dtype = torch.float32 if on_cpu else trainer.dtype
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else lambda: None
 
     def step() -> None:
@@ -177,10 +211,11 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
 
     warmup_s, _ = timed(lambda: [step() for _ in range(args.warmup)])
     load_before = os.getloadavg()[0]
-    peaks = fp32_peak_samples() if on_cpu else []
+    peaks = matmul_peak_samples(trainer.device, peak_dtype)
     steps = [timed(step) for _ in range(args.steps)]
-    peaks += fp32_peak_samples() if on_cpu else []
-    peak = max((flops for flops, _ in peaks), default=float("nan"))
+    peaks += matmul_peak_samples(trainer.device, peak_dtype)
+    peak = max(flops for flops, _ in peaks)
+    nominal = nominal_peak(trainer.device, peak_dtype)
 
     tokens, flops_per_token = trainer.tokens_per_step, trainer.raw_model.flops_per_token()
     walls = [wall for wall, _ in steps]
@@ -205,14 +240,15 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
         "flops_per_token": flops_per_token,
         "tokens_per_s": round(tokens_per_s, 1),
         "model_flops_per_s": round(flops_per_token * tokens_per_s),
-        "fp32_matmul_peak_flops": round(peak) if on_cpu else None,
-        "fraction_of_peak": round(flops_per_token * tokens_per_s / peak, 3) if on_cpu else None,
+        "peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "matmul_peak_flops": round(peak),  # on a CPU: the fp32 peak of the issue's target
+        "fraction_of_peak": round(flops_per_token * tokens_per_s / peak, 3),
+        "nominal_peak_flops": nominal,
+        "mfu_nominal": round(flops_per_token * tokens_per_s / nominal, 3) if nominal else None,
         # The same from the steps that had the cores to themselves (cpu share >= CALM_SHARE):
         "calm_steps": len(calm),
         "calm_fraction_of_peak": (
-            round(flops_per_token * tokens / statistics.median(calm) / peak, 3)
-            if calm and on_cpu
-            else None
+            round(flops_per_token * tokens / statistics.median(calm) / peak, 3) if calm else None
         ),
         "bytes_per_token": round(bytes_per_token, 3),
         "bytes_per_token_source": f"UTF-8 bytes of {val_targets.size:,} validation targets",
