@@ -326,6 +326,49 @@ def test_iter_documents_returns_named_documents(tree: Path) -> None:
     assert isinstance(doc, Document) and doc == Document("A", f"{tree / 'a.md'}:1")
 
 
+def skipped_lines(caplog) -> list[str]:
+    return [r.message for r in caplog.records if r.message.startswith("skipped")]
+
+
+def test_a_directory_names_the_files_it_skips_for_their_extension(tmp_path: Path, caplog) -> None:
+    mix = tmp_path / "dirmix"
+    write(mix / "postings.txt", "채용 공고\n")
+    for name in ("notes.docx", "공고.hwp", "scan.pdf"):
+        write(mix / name, b"PK\x03\x04")
+    write(mix / ".DS_Store", b"\x00")
+    write(mix / ".git" / "config", "[core]\n")
+    with caplog.at_level(logging.INFO, logger="jobgpt.corpus"):
+        assert texts(mix) == ["채용 공고"]
+    [line] = skipped_lines(caplog)
+    assert line.startswith("skipped 3 file(s) with unsupported extensions: ")
+    for name in ("notes.docx", "공고.hwp", "scan.pdf"):
+        assert str(mix / name) in line
+    assert "convert them to .txt/.jsonl/.csv" in line and "한글" in line  # the .hwp tip
+    assert ".DS_Store" not in caplog.text and ".git" not in caplog.text  # hidden: silent
+
+
+def test_many_skipped_files_are_summarised_and_outputs_keep_their_own_line(
+    tmp_path: Path, caplog
+) -> None:
+    write(tmp_path / "d" / "a.txt", "A\n")
+    write(tmp_path / "d" / "train.bin", b"\x00\x01")
+    for i in range(7):
+        write(tmp_path / "d" / f"scan{i}.pdf", b"%PDF")
+    with caplog.at_level(logging.INFO, logger="jobgpt.corpus"):
+        assert texts(tmp_path / "d") == ["A"]
+    outputs, unsupported = skipped_lines(caplog)
+    assert outputs.startswith("skipped 1 jobgpt output file(s)") and "train.bin" in outputs
+    assert unsupported.startswith("skipped 7 file(s) with unsupported extensions")
+    assert "scan4.pdf (+2 more) — convert" in unsupported and "scan5" not in unsupported
+
+
+def test_a_directory_of_only_unsupported_files_says_what_to_convert(tmp_path: Path) -> None:
+    write(tmp_path / "d" / "공고.hwp", b"HWP Document File")
+    err = error_for(tmp_path / "d")
+    assert "holds no corpus files" in err.message and "공고.hwp" in err.message
+    assert "convert them to .txt/.jsonl/.csv" in err.hint
+
+
 # --- the pipeline's own outputs beside the corpus ----------------------------------------------
 
 
@@ -439,6 +482,15 @@ def test_cp949_file_gets_a_conversion_hint(tmp_path: Path) -> None:
     assert "euckr.txt" in err.message and "CP949" in err.message and "iconv" in err.hint
 
 
+def test_the_iconv_hint_uses_the_path_as_given(tmp_path: Path, monkeypatch) -> None:
+    write(tmp_path / "bad" / "badutf8.txt", "채용 공고\n".encode("cp949"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    err = error_for("../bad/badutf8.txt")
+    # Pasted into the same shell, the command finds the file and writes the copy beside it.
+    assert "`iconv -f cp949 -t utf-8 ../bad/badutf8.txt > ../bad/badutf8.utf8.txt`" in err.hint
+
+
 def test_invalid_utf8_in_json_names_the_offset(tmp_path: Path) -> None:
     err = error_for(write(tmp_path / "bad.json", b'[\n {"text": "\xc3("}\n]'))
     assert "bad.json" in err.message and "byte offset 13" in err.message and "line 2" in err.message
@@ -472,6 +524,10 @@ def test_malformed_json_file_names_the_line(tmp_path: Path) -> None:
 def test_records_without_any_usable_field(tmp_path: Path) -> None:
     err = error_for(write(tmp_path / "ids.jsonl", '{"id": 1, "views": 3}\n{"id": 2}\n'))
     assert "ids.jsonl" in err.message and "all 2" in err.message and "id, views" in err.message
+    # The hint lists the keys that count and points at the README, not into the code.
+    assert "'text'" in err.hint and "README.md" in err.hint and "render_posting" not in err.hint
+    for key in ("title", "duties", "requirements", "mainduties", "qualification", "'meta'"):
+        assert key in err.hint
 
 
 def test_json_without_records(tmp_path: Path) -> None:

@@ -221,14 +221,29 @@ def test_reader_requires_bins(tmp_path):
     assert "scripts/build_bin_dataset.py" in err.value.hint
 
 
+def test_the_build_hint_names_a_data_dir_that_is_not_the_default(tmp_path, monkeypatch):
+    # The dataset stage writes to data/ unless told otherwise: the command must say where.
+    mine = tmp_path / "mybins"
+    mine.mkdir()
+    with pytest.raises(DataError) as err:
+        TokenBins(mine)
+    assert f"scripts/build_bin_dataset.py --out-dir {mine}`" in err.value.hint
+    monkeypatch.chdir(tmp_path)
+    for default in ("data", "data/", "./data"):
+        with pytest.raises(DataError) as err:
+            load_meta(default)
+        assert "scripts/build_bin_dataset.py`" in err.value.hint, default
+
+
 def test_reader_rejects_truncated_bins(bins_dir, tok, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("meta.json", *BINS):
         (copy / name).write_bytes((bins_dir / name).read_bytes())
     (copy / "val.bin").write_bytes((bins_dir / "val.bin").read_bytes()[:-2])
-    with pytest.raises(DataError, match="val.bin has .* bytes but meta.json promises"):
+    with pytest.raises(DataError, match="val.bin has .* bytes but meta.json promises") as err:
         TokenBins(copy, tok)
+    assert err.value.hint.startswith("rebuild them") and f"--out-dir {copy}`" in err.value.hint
 
 
 def test_reader_rejects_another_tokenizer(bins_dir):

@@ -306,6 +306,36 @@ def test_the_memorised_answer_comes_back_and_stops_at_answer_end(
     assert len(pieces) > 5  # streamed piece by piece, not in one go
 
 
+def greedy_run(tmp_path: Path, tok: Tokenizer, capsys, **values) -> tuple[list, str]:
+    """Run `jobgpt generate --temperature 0` on a tiny checkpoint: (completions, stdout)."""
+    ckpt = checkpoint(tmp_path / "ckpt.pt", tiny_model(tok), tok)
+    base = {"checkpoint": str(ckpt), "prompt": "회사명:", "temperature": 0.0}
+    done = run_stage("generate", {**base, "max_new_tokens": 6, "device": "cpu", **values})
+    return done, capsys.readouterr().out
+
+
+def test_greedy_prints_one_sample_unless_more_are_asked_for(
+    tmp_path: Path, tok: Tokenizer, capsys, caplog
+) -> None:
+    assert GenerateConfig().num_samples > 1  # the default would print identical copies
+    with caplog.at_level(logging.INFO, logger="jobgpt.generate"):
+        done, out = greedy_run(tmp_path, tok, capsys)
+    assert len(done) == 1 and out.rstrip("\n") == done[0].text.rstrip("\n")
+    [why] = [r.message for r in caplog.records if "deterministic" in r.message]
+    assert "greedy" in why and "--num-samples" in why
+
+
+@pytest.mark.parametrize("n", [2, GenerateConfig().num_samples])  # the default value, typed
+def test_greedy_with_num_samples_typed_draws_them_and_warns_once(
+    tmp_path: Path, tok: Tokenizer, capsys, caplog, n: int
+) -> None:
+    with caplog.at_level(logging.INFO, logger="jobgpt.generate"):
+        done, _ = greedy_run(tmp_path, tok, capsys, num_samples=n)
+    assert len(done) == n and len({c.text for c in done}) == 1
+    warnings = [r for r in caplog.records if "deterministic" in r.message]
+    assert [r.levelno for r in warnings] == [logging.WARNING]
+
+
 # --- bad inputs ---------------------------------------------------------------------------------
 
 

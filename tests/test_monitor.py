@@ -100,6 +100,56 @@ def test_summary_says_what_the_numbers_mean() -> None:
     assert summarize([]).startswith("no evaluation")
 
 
+def test_summary_says_plainly_when_the_model_is_still_untrained() -> None:
+    """QA: lr 1e-7 left val at 9.707 = ln(16,156), yet the verdict said "still learning"."""
+    history = curve(
+        [9.7090, 9.7085, 9.7082, 9.7080, 9.7079], [9.7075, 9.7073, 9.7072, 9.7071, 9.7070]
+    )
+    found = diagnose(history, patience=3, lr=1e-7)
+    assert found is not None and found.kind == "stalled"
+    verdict = summarize(history, vocab_size=16_156, lr=1e-7, diagnosis=found)
+    assert "barely learned anything" in verdict and "ln(vocab 16,156) = 9.6900" in verdict
+    assert "still learning" not in verdict
+    assert "training stalled" in verdict and "--lr" in verdict and "more steps" in verdict
+    assert "\n" not in verdict
+    # Not stalled (still creeping down): the same plain words, with a decade higher LR.
+    creeping = curve([9.70, 9.60, 9.50], [9.70, 9.60, 9.50])
+    verdict = summarize(creeping, vocab_size=16_156, lr=1e-7, more_steps_command="CMD")
+    assert "barely learned anything" in verdict and "try 1.0e-06" in verdict and "`CMD`" in verdict
+    # Well below ln(vocab): a real verdict.
+    assert "barely" not in summarize(curve([3.0, 2.0], [3.1, 2.1]), vocab_size=16_156, lr=3e-4)
+
+
+def test_summary_agrees_with_a_stall_at_the_end() -> None:
+    history = curve([3.0, 2.5, 2.5, 2.5, 2.5], [3.1, 2.6, 2.6, 2.6, 2.6])
+    found = diagnose(history, patience=3, lr=3e-4)
+    verdict = summarize(history, vocab_size=400, lr=3e-4, diagnosis=found)
+    assert "stalled" in verdict and "--lr 9.0e-04" in verdict
+    assert "still learning" not in verdict
+
+
+def test_summary_gives_the_command_to_run_next() -> None:
+    overfit = summarize(
+        curve([3.0, 2.0, 1.0], [3.1, 2.5, 2.9]), best_command="uv run python scripts/generate.py"
+    )
+    assert "use best.pt: `uv run python scripts/generate.py`" in overfit
+    learning = summarize(curve([3.0, 2.0, 1.5], [3.1, 2.1, 1.55]), more_steps_command="MORE")
+    assert "still learning" in learning and learning.endswith("`MORE`")
+
+
+def test_one_val_window_is_singular() -> None:
+    facts, warnings = plan_report(
+        params=1000,
+        tokens_per_step=64,
+        max_steps=1,
+        train_tokens=10_000,
+        val_tokens=40,
+        block_size=32,
+    )
+    assert "(1 val window of 32 tokens)" in facts[0]
+    assert any("only 1 window:" in w for w in warnings)
+
+
 def test_durations_are_short_and_fixed_format() -> None:
     assert [format_duration(s) for s in (5, 90, 4000)] == ["5s", "1m30s", "1h06m"]
     assert format_duration(float("inf")) == "?"

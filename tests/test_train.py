@@ -22,7 +22,16 @@ from jobgpt.cli import main, run_stage
 from jobgpt.config import TRAIN_PRESETS, TrainConfig, make_config
 from jobgpt.corpus import resolve_inputs
 from jobgpt.errors import CheckpointError, ConfigError, DataError
-from jobgpt.train import Trainer, TrainingDiverged, lr_at, oom_error, run
+from jobgpt.train import (
+    Trainer,
+    TrainingDiverged,
+    _StopRequests,
+    is_out_of_memory,
+    lr_at,
+    oom_error,
+    run,
+    validate,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_gpt.py"
@@ -89,11 +98,14 @@ def records(out_dir: Path, kind: str) -> dict[int, dict]:
 
 
 def test_n_steps_plus_resume_n_steps_equals_2n_steps(data_dir: Path, tmp_path: Path) -> None:
-    run(tiny(data_dir, tmp_path / "straight", max_steps=12))
+    # warmup 100 > the run: capped (to 2 steps), and the cap must not break the exact resume.
+    run(tiny(data_dir, tmp_path / "straight", max_steps=12, warmup_steps=100))
 
-    first = Trainer(tiny(data_dir, tmp_path / "split", max_steps=12))
+    first = Trainer(tiny(data_dir, tmp_path / "split", max_steps=12, warmup_steps=100))
     first.fit(steps=6)  # a session that ends mid-run (as the time budget or Ctrl-C would)
-    resumed = Trainer(tiny(data_dir, tmp_path / "split", max_steps=12, resume=True))
+    resumed = Trainer(
+        tiny(data_dir, tmp_path / "split", max_steps=12, warmup_steps=100, resume=True)
+    )
     assert resumed.step == 6
     resumed.fit()
 
@@ -150,6 +162,20 @@ def test_a_typed_flag_equal_to_the_preset_default_overrides_the_checkpoint(
     assert "lr" in ckpt["train_config"]["explicit"]
     # A typed architecture flag equal to the m4 default but not to the checkpoint is refused.
     assert main(["train", *common, "--resume", "--n-layer", "6"]) == 1
+
+
+def test_resume_reports_the_checkpoints_preset_and_refuses_another(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=2))
+    bare = {"data_dir": str(data_dir), "out_dir": str(tmp_path), "device": "cpu", "resume": True}
+    with caplog.at_level("INFO", logger="jobgpt"):
+        trainer = Trainer(make_config(TrainConfig, {**bare, "max_steps": 3}))  # no --preset
+    assert f"resuming {tmp_path}/ckpt.pt at step 2 (preset tiny)" in caplog.text
+    assert trainer.cfg.preset == "tiny"
+    with pytest.raises(ConfigError, match="--preset m4 conflicts .* preset tiny") as err:
+        Trainer(make_config(TrainConfig, {**bare, "preset": "m4"}))
+    assert "drop --preset" in err.value.hint and "--lr" in err.value.hint
 
 
 def test_make_config_records_the_settings_given_explicitly() -> None:
@@ -284,6 +310,11 @@ def test_overfitting_is_named_and_stops_the_run_with_the_best_model_kept(
     assert best["step"] == summary["best_step"] < summary["step"]
     assert load_checkpoint(tmp_path / "out" / "ckpt.pt")["step"] == summary["step"]
     assert summary["final_val_loss"] > summary["best_val_loss"]
+    best = tmp_path / "out" / "best.pt"
+    assert (
+        f"use best.pt: `uv run python scripts/generate.py --checkpoint {best}`"
+        in (summary["summary"])
+    )
 
 
 # --- bad inputs --------------------------------------------------------------------------------
@@ -330,6 +361,70 @@ def test_out_of_range_values_are_config_errors_through_the_cli(
     )
     err = capsys.readouterr().err
     assert code == 1 and "error: --batch-size must be at least 1, got 0" in err and "fix:" in err
+
+
+@pytest.mark.parametrize(
+    ("model", "needle", "hint"),
+    [
+        ({"n_head": 5}, "--n-embd 384 is not divisible by --n-head 5", "--n-head 4 or 6"),
+        ({"n_embd": 65}, "--n-embd 65 is not divisible by --n-head 2", "--n-head 1 or 5"),
+        ({"n_layer": 0}, "--n-layer must be at least 1, got 0", "positive"),
+        ({"n_head": 0}, "--n-head must be at least 1, got 0", "positive"),
+        ({"n_embd": 0}, "--n-embd must be at least 1, got 0", "positive"),
+        ({"block_size": 0}, "--block-size must be at least 1, got 0", "positive"),
+    ],
+)
+def test_impossible_architectures_are_config_errors(model: dict, needle: str, hint: str) -> None:
+    preset = "tiny" if "n_embd" in model else "m4"  # QA: --preset tiny --n-embd 65, --n-head 5
+    with pytest.raises(ConfigError) as err:
+        validate(make_config(TrainConfig, {"preset": preset, "model": model}))
+    assert needle in err.value.message and hint in err.value.hint
+
+
+def test_impossible_heads_through_the_cli_need_no_traceback(tmp_path: Path, capsys) -> None:
+    code = main(["train", "--out-dir", str(tmp_path), "--n-head", "5"])
+    err = capsys.readouterr().err
+    assert code == 1 and "error: --n-embd 384 is not divisible by --n-head 5" in err
+    assert "fix: use --n-head 4 or 6" in err and "--n-embd 380 or 385" in err
+
+
+def test_warmup_longer_than_the_run_is_capped_so_the_lr_is_reached(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_config(TrainConfig, {"lr": 1e-3, "warmup_steps": 100, "max_steps": 20})
+    lrs = [lr_at(step, cfg) for step in range(20)]
+    assert max(lrs) == pytest.approx(1e-3)  # uncapped, it would end at 2e-4
+    assert lrs.index(max(lrs)) == 3  # four warmup steps: a fifth of the run
+    with caplog.at_level("INFO", logger="jobgpt"):
+        Trainer(tiny(data_dir, tmp_path, max_steps=20, warmup_steps=100))
+    assert "warmup 4 (--warmup-steps 100 capped at 20% of the 20 steps" in caplog.text
+
+
+def test_the_default_steps_line_states_this_datas_epochs(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="jobgpt"):
+        trainer = Trainer(tiny(data_dir, tmp_path, max_steps=TrainConfig().max_steps))
+    epochs = trainer.tokens_per_step * 2000 / len(trainer.bins.tokens["train"])
+    assert f"steps: 2,000 (default) = {epochs:.1f} epochs of this data" in caplog.text
+    assert f"= {epochs:.1f} epochs;" in caplog.text  # the plan line agrees
+    assert "demo corpus" not in caplog.text
+
+
+def test_the_verdict_gives_the_next_command_and_a_finished_run_says_so(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    paths = ["--data-dir", str(data_dir), "--out-dir", str(tmp_path)]
+    tiny_flags = ["--preset", "tiny", "--device", "cpu", "--block-size", "32", "--n-embd", "32"]
+    assert main(["train", *paths, *tiny_flags, "--max-steps", "4", "--eval-interval", "2"]) == 0
+    out = capsys.readouterr().out
+    more = f"--resume --max-steps 8 --data-dir {data_dir} --out-dir {tmp_path}`"
+    assert out.startswith("train: step 4 — best val loss") and more in out, out
+    assert "barely learned anything" in out  # 4 steps: near ln(vocab 400)
+    assert main(["train", *paths, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "this run already finished at step 4; pass a larger --max-steps with --resume" in out
+    assert "(e.g. --resume --max-steps 8). Its verdict: best val loss" in out
 
 
 def test_schedule_warms_up_then_decays_to_the_floor() -> None:
@@ -390,9 +485,15 @@ def test_seed_script_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert result.stdout.startswith("train: step 20") and "best val loss" in result.stdout
 
 
-def test_ctrl_c_saves_and_exits_cleanly(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signals", [1, 2])
+def test_ctrl_c_saves_and_exits_cleanly(data_dir: Path, tmp_path: Path, signals: int) -> None:
+    """One Ctrl-C; and two back to back, as `uv run` without a terminal delivers one (it
+    forwards the SIGINT that the child also gets): both save ckpt.pt and exit 130."""
     cwd = _workdir_with_data(data_dir, tmp_path)
+    out_dir = "checkpoints" if signals == 1 else "runs/x"  # the hint names a non-default dir
     flags = [
+        "--out-dir",
+        out_dir,
         "--preset",
         "tiny",
         "--max-steps",
@@ -414,19 +515,37 @@ def test_ctrl_c_saves_and_exits_cleanly(data_dir: Path, tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    metrics = cwd / "checkpoints" / "metrics.jsonl"
+    metrics = cwd / out_dir / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
+    if signals == 2:  # a few ms later, as uv forwards it (signals pending together merge)
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    assert "stopped by SIGINT" in stderr and "--resume" in stderr
-    saved = load_checkpoint(cwd / "checkpoints" / "ckpt.pt")
+    assert proc.returncode == 130, stderr
+    assert "stopped by SIGINT" in stderr and "Traceback" not in stderr
+    resume = "--resume" if signals == 1 else "--resume --out-dir runs/x`"
+    assert f"saved {out_dir}/ckpt.pt" in stderr and resume in stderr
+    saved = load_checkpoint(cwd / out_dir / "ckpt.pt")
     assert saved["step"] >= 3
-    assert max(records(cwd / "checkpoints", "step")) <= saved["step"]
+    assert max(records(cwd / out_dir, "step")) <= saved["step"]
+
+
+def test_a_later_second_ctrl_c_quits_at_once_but_never_during_the_final_save() -> None:
+    requests = _StopRequests()
+    requests._handle(signal.SIGINT, None)  # the first: stop after this step
+    requests._handle(signal.SIGINT, None)  # its echo (uv, no terminal): ignored
+    assert requests.signum == signal.SIGINT
+    requests._first_at -= 3.0  # a real second Ctrl-C, seconds later
+    requests.saving = True
+    requests._handle(signal.SIGINT, None)  # the checkpoint is being written: let it finish
+    requests.saving = False
+    with pytest.raises(KeyboardInterrupt):
+        requests._handle(signal.SIGINT, None)
 
 
 def test_sigterm_stops_after_the_step_and_saves(data_dir: Path, tmp_path: Path) -> None:
@@ -460,3 +579,17 @@ def test_out_of_memory_suggests_the_same_effective_batch_in_smaller_pieces(
     err = oom_error(cfg, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to ..."))
     assert f"--batch-size {batch} --grad-accum {accum}" in err.message
     assert suggested in err.hint and f"effective batch of {batch * accum} windows" in err.hint
+    assert "--block-size" in err.hint
+
+
+def test_cpu_out_of_memory_is_recognised_with_the_same_advice() -> None:
+    """QA: --preset tiny --block-size 50000 ended in DefaultCPUAllocator's RuntimeError."""
+    with pytest.raises(RuntimeError) as raised:  # the real allocator's message, at no cost
+        torch.empty(2**62, dtype=torch.uint8)
+    assert "DefaultCPUAllocator" in str(raised.value)
+    assert is_out_of_memory(raised.value)
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    cfg = make_config(TrainConfig, {"preset": "tiny", "device": "cpu"})
+    err = oom_error(cfg, raised.value)
+    assert err.message.startswith("out of memory on the CPU (RAM) with --batch-size 8")
+    assert "--batch-size 4 --grad-accum 2" in err.hint and "--block-size (now 128)" in err.hint

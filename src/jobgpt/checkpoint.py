@@ -35,12 +35,11 @@ FORMAT_VERSION = 1
 TRAIN_COMMAND = "uv run python scripts/train_gpt.py"
 
 # Settings that describe *this invocation* rather than the run: --resume never takes them from
-# the checkpoint.
+# the checkpoint. (Not the preset: it names the run's settings, so the checkpoint's stays.)
 INVOCATION_FIELDS = frozenset(
     {
         "data_dir",
         "out_dir",
-        "preset",
         "device",
         "dtype",
         "compile",
@@ -257,6 +256,14 @@ def resume_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> tuple[TrainConfig, 
         given = _differs(cfg, defaults)
     else:
         given = set(cfg.explicit)
+    if "preset" in given and cfg.preset != saved.preset:
+        raise ConfigError(
+            f"--preset {cfg.preset} conflicts with the checkpoint, trained with preset "
+            f"{saved.preset}; a preset bundles an architecture and a recipe, which a resumed run "
+            "keeps",
+            "drop --preset to resume; to change a setting, type its flag (e.g. --lr, "
+            "--max-steps), or start a new run in another --out-dir",
+        )
     changes: list[str] = []
     model = _overlay(saved.model, cfg.model, given, changes, prefix="model.")
     merged = _overlay(saved, cfg, given, changes, keep=INVOCATION_FIELDS)

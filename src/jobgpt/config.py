@@ -88,7 +88,7 @@ class TrainConfig:
     grad_accum: int = arg(1, "micro-batches per optimizer step (effective batch = product)")
     lr: float = arg(3e-4, "peak learning rate")
     min_lr_ratio: float = arg(0.1, "cosine decay ends at lr * this")
-    warmup_steps: int = arg(100, "linear warmup steps")
+    warmup_steps: int = arg(100, "linear warmup steps (capped at a fifth of --max-steps)")
     max_steps: int = arg(2000, "optimizer steps to train for")
     max_minutes: float = arg(0.0, "wall-clock budget in minutes (0 = none); saves and stops")
     weight_decay: float = arg(0.1, "AdamW weight decay, applied to weight matrices only")
@@ -169,6 +169,11 @@ class GenerateConfig:
     seed: int = arg(DEFAULT_SEED, "random seed: the same seed gives the same text")
     stream: bool = arg(True, "print text as it is generated")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+    # Filled by make_config: the flags the user typed. Greedy decoding draws one sample unless
+    # --num-samples was typed (even with the default value). None for a config built directly.
+    explicit: tuple[str, ...] | None = arg(
+        None, "settings given explicitly (filled by make_config)", cli=False
+    )
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 `resolve_inputs` turns files, directories and globs into a sorted, de-duplicated file list (a
 directory or glob skips jobgpt's own outputs found there: tokenizer.json, meta.json, token bins,
-checkpoints, metrics); `iter_documents` streams `Document`s out of them file by file, so a 1 GB
-corpus never sits in memory whole. What a document is depends on the file:
+checkpoints, metrics; a directory also skips files with unsupported extensions such as .docx,
+.hwp or .pdf, and the log says so); `iter_documents` streams `Document`s out of them file by
+file, so a 1 GB corpus never sits in memory whole. What a document is depends on the file:
 
 - text (.txt, .md, or any other file that is UTF-8 text): one document per
   ``[QUESTION]…[/ANSWER]`` example when the file is in the training format (`jobgpt.qa`);
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,8 @@ _META_KEYS = frozenset({"format_version", "dtype", "vocab_size", "eot_id", "toke
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20  # bytes read and decoded at a time
 _FORMATS_HINT = "use UTF-8 text (.txt, .md), .jsonl, .json or .csv files"
+_CONVERT_HINT = "convert them to .txt/.jsonl/.csv"
+_MAX_NAMED = 5  # paths a "skipped ..." line names before "(+k more)"
 
 
 class Document(NamedTuple):
@@ -75,35 +79,92 @@ def resolve_inputs(patterns: Sequence[str]) -> list[Path]:
 
     Order is the order of ``patterns``; within a directory or glob, sorted by path, so the same
     inputs always give the same corpus. Hidden files and directories (``.git``…) are skipped in
-    directories, and only supported extensions are taken from them. A directory or glob also
-    skips jobgpt's own outputs (see `pipeline_output`), so ``--input data`` still works once
-    data/ holds tokenizer.json and the bins. A file named on its own is never skipped (our
-    tokenizer.json or meta.json named so is refused, with a message saying what it is).
+    directories, silently, and only supported extensions are taken from them (`iter_documents`
+    logs the files left out, so a .docx or .hwp dropped in is not lost unnoticed). A directory
+    or glob also skips jobgpt's own outputs (see `pipeline_output`), so ``--input data`` still
+    works once data/ holds tokenizer.json and the bins. A file named on its own is never skipped
+    (our tokenizer.json or meta.json named so is refused, with a message saying what it is).
     """
     return _resolve(patterns)[0]
 
 
-def _resolve(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """`resolve_inputs`, plus "path (what it is)" for each jobgpt output it skipped."""
+@dataclass
+class _Skipped:
+    """What a directory or glob left out, for the log: both lists hold printable paths."""
+
+    outputs: list[str]  # "path (what it is)" for each jobgpt output
+    unsupported: list[str]  # files in a directory whose extension is not a corpus format
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.outputs), len(self.unsupported)
+
+    def since(self, mark: tuple[int, int]) -> _Skipped:
+        return _Skipped(self.outputs[mark[0] :], self.unsupported[mark[1] :])
+
+    def describe(self) -> str:
+        """What was skipped, for an error message ("jobgpt outputs: …"); '' if nothing."""
+        parts = []
+        if self.outputs:
+            parts.append(f"jobgpt outputs: {_named(self.outputs)}")
+        if self.unsupported:
+            parts.append(f"files with unsupported extensions: {_named(self.unsupported)}")
+        return "; ".join(parts)
+
+    def log(self) -> None:
+        """One line per kind of skipped file; hidden files are never mentioned."""
+        if self.outputs:
+            logger.info(
+                "skipped %d jobgpt output file(s) in the inputs: %s",
+                len(self.outputs),
+                _named(self.outputs),
+            )
+        if self.unsupported:
+            logger.info(
+                "skipped %d file(s) with unsupported extensions: %s — %s%s",
+                len(self.unsupported),
+                _named(self.unsupported),
+                _CONVERT_HINT,
+                _hwp_tip(self.unsupported),
+            )
+
+
+def _named(paths: list[str]) -> str:
+    """The first few paths, and how many more there are: a log line stays one readable line."""
+    more = len(paths) - _MAX_NAMED
+    return ", ".join(paths[:_MAX_NAMED]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _hwp_tip(paths: list[str]) -> str:
+    # Korean users' postings are often Hangul (.hwp/.hwpx) files; Hangul can save them as text.
+    if any(p.lower().endswith((".hwp", ".hwpx")) for p in paths):
+        return " (.hwp: 한글에서 '다른 이름으로 저장' → 텍스트 문서(.txt))"
+    return ""
+
+
+def _resolve(patterns: Sequence[str]) -> tuple[list[Path], _Skipped]:
+    """`resolve_inputs`, plus what directories and globs skipped (see `_Skipped`)."""
     if isinstance(patterns, str | os.PathLike):
         patterns = [os.fspath(patterns)]
     if not patterns:
         raise InputError("no input given", "pass --input with corpus files, directories or globs")
     seen: set[Path] = set()
     files: list[Path] = []
-    skipped: list[str] = []
+    skipped = _Skipped([], [])
     for pattern in patterns:
         for path in _expand(str(pattern), skipped):
             key = path.resolve()
             if key not in seen:
                 seen.add(key)
                 files.append(path)
-    return files, list(dict.fromkeys(skipped))
+    # A file reached twice (a directory and a glob over it) is reported once.
+    return files, _Skipped(
+        list(dict.fromkeys(skipped.outputs)), list(dict.fromkeys(skipped.unsupported))
+    )
 
 
-def _expand(pattern: str, skipped: list[str]) -> list[Path]:
+def _expand(pattern: str, skipped: _Skipped) -> list[Path]:
     path = Path(pattern).expanduser()
-    before = len(skipped)
+    before = skipped.mark()
     if path.is_file():  # named explicitly: never skipped; our JSON outputs are named as such
         kind = _json_output(path) if path.suffix.lower() in JSON_SUFFIXES else None
         if kind is not None:
@@ -114,26 +175,32 @@ def _expand(pattern: str, skipped: list[str]) -> list[Path]:
             )
         return [path]
     if path.is_dir():
-        files = _without_outputs(_walk(path), skipped)
+        files = _walk(path, skipped)
         if not files:
-            ours = skipped[before:]
-            only = f" (only jobgpt outputs: {', '.join(ours)})" if ours else ""
+            found = skipped.since(before)
+            only = f" (only {found.describe()})" if found.describe() else ""
+            convert = (
+                f"{_CONVERT_HINT}{_hwp_tip(found.unsupported)} or " if found.unsupported else ""
+            )
             raise InputError(
                 f"directory {pattern} holds no corpus files{only}",
-                f"put files in it; {_FORMATS_HINT}",
+                f"{convert}put files in it; {_FORMATS_HINT}",
             )
         return files
     if path.exists():
         raise InputError(f"{pattern} is not a regular file or directory", _FORMATS_HINT)
     if any(char in pattern for char in "*?["):
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        files = [f for m in matches for f in (_walk(Path(m)) if Path(m).is_dir() else [Path(m)])]
-        files = _without_outputs(files, skipped)
+        files = [
+            f
+            for m in map(Path, matches)
+            # A file the glob names is taken whatever its extension: the user chose it.
+            for f in (_walk(m, skipped) if m.is_dir() else _without_outputs([m], skipped))
+        ]
         if not files:
-            ours = skipped[before:]
+            found = skipped.since(before).describe()
             raise InputError(
-                f"no file matches {pattern!r}"
-                + (f" except jobgpt outputs ({', '.join(ours)})" if ours else ""),
+                f"no file matches {pattern!r}" + (f" except {found}" if found else ""),
                 "check the pattern (quote it so your shell does not expand it, and use "
                 "'**' for subdirectories), or pass files or a directory",
             )
@@ -145,7 +212,7 @@ def _expand(pattern: str, skipped: list[str]) -> list[Path]:
     )
 
 
-def _without_outputs(files: list[Path], skipped: list[str]) -> list[Path]:
+def _without_outputs(files: list[Path], skipped: _Skipped) -> list[Path]:
     """`files` less jobgpt's own outputs, which are noted in `skipped`."""
     kept = []
     for path in files:
@@ -153,7 +220,7 @@ def _without_outputs(files: list[Path], skipped: list[str]) -> list[Path]:
         if kind is None:
             kept.append(path)
         else:
-            skipped.append(f"{path} ({kind})")
+            skipped.outputs.append(f"{path} ({kind})")
     return kept
 
 
@@ -208,15 +275,29 @@ def _metrics_output(path: Path) -> str | None:
     return "training metrics" if is_ours and "step" in record else None
 
 
-def _walk(directory: Path) -> list[Path]:
-    files = [
-        p
-        for p in directory.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in SUPPORTED_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    ]
-    return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
+def _walk(directory: Path, skipped: _Skipped) -> list[Path]:
+    """The corpus files under `directory`, sorted by path.
+
+    Hidden files and directories (.git, .DS_Store) are left out silently; jobgpt outputs and
+    files with unsupported extensions (.docx, .hwp, .pdf...) are left out and noted in
+    `skipped`, so the user learns why a file they dropped in was not read.
+    """
+    files = sorted(
+        (
+            p
+            for p in directory.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        ),
+        key=lambda p: p.relative_to(directory).as_posix(),
+    )
+    corpus = []
+    for path in _without_outputs(files, skipped):
+        if path.suffix.lower() in SUPPORTED_SUFFIXES:
+            corpus.append(path)
+        else:
+            skipped.unsupported.append(str(path))
+    return corpus
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,11 +321,8 @@ def iter_documents(patterns: Sequence[str]) -> Iterator[Document]:
     Logs one line per file (how it was split) and a summary at the end. Raises InputError for a
     missing input, a file that is not UTF-8 text, malformed JSON, or a file with no document.
     """
-    paths, outputs = _resolve(patterns)
-    if outputs:
-        logger.info(
-            "skipped %d jobgpt output file(s) in the inputs: %s", len(outputs), ", ".join(outputs)
-        )
+    paths, skipped_files = _resolve(patterns)
+    skipped_files.log()
     total = skipped = 0
     for path in paths:
         stats = _FileStats()
@@ -293,8 +371,7 @@ def _no_documents(path: Path, stats: _FileStats) -> InputError:
         return InputError(
             f"{path} has no usable record: all {stats.skipped:,} were skipped "
             f"(first {stats.first_skipped})",
-            "give each record a non-empty 'text' field, or job-posting fields such as "
-            "title/company/duties/requirements (see jobgpt.corpus.render_posting)",
+            _RECORD_KEYS_HINT,
         )
     return InputError(
         f"{path} holds no document (only whitespace or separators)",
@@ -384,10 +461,13 @@ def _utf8_error(path: Path, offset: int, line_number: int, line: bytes) -> Input
         guess = " It looks like CP949/EUC-KR (common for Korean Windows files)."
     except UnicodeDecodeError:
         pass
+    # The path as the user gave it (relative to where they ran jobgpt), so the command works
+    # when pasted into the same shell; the converted copy goes beside the original.
+    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
     return InputError(
         f"{path} is not valid UTF-8: byte offset {offset:,} (line {line_number}).{guess}",
-        f"re-save the file as UTF-8, e.g. `iconv -f cp949 -t utf-8 {path.name} > "
-        f"{path.stem}.utf8{path.suffix}`",
+        f"re-save the file as UTF-8, e.g. `iconv -f cp949 -t utf-8 {shlex.quote(str(path))} > "
+        f"{shlex.quote(str(converted))}`",
     )
 
 
@@ -543,8 +623,8 @@ def _read_json(path: Path, stats: _FileStats) -> Iterator[Document]:
     if size > MAX_JSON_BYTES:
         raise InputError(
             f"{path} is {size / 2**20:,.0f} MB of JSON, too large to parse at once",
-            f"convert it to JSON Lines, one record per line: jq -c '.[]' {path.name} > "
-            f"{path.stem}.jsonl",
+            "convert it to JSON Lines, one record per line: jq -c '.[]' "
+            f"{shlex.quote(str(path))} > {shlex.quote(str(path.with_suffix('.jsonl')))}",
         )
     body, offset = _skip_bom(path, path.read_bytes())
     text = _decode(path, body, offset, 1)
@@ -659,6 +739,19 @@ _PLACEHOLDER_MAX_LEN = max(map(len, _PLACEHOLDERS))
 # Posting fields that make a record worth a document on their own (a bare "content" or company
 # name does not: without a title or duties it is rarely a posting).
 _SUBSTANTIVE = ("포지션", "업무 내용", "자격 요건", "우대 사항", "회사 소개", "복리후생")
+# The keys that make a record usable, listed from the tables above so the hint never goes stale.
+_RECORD_KEYS_HINT = (
+    "give each record a non-empty 'text' field, or a job-posting key (any case, also inside a "
+    "nested object such as 'meta'): "
+    + ", ".join(
+        key
+        for label, keys in (*_SUMMARY_FIELDS, *_SECTION_FIELDS)
+        if label in _SUBSTANTIVE
+        for key in keys
+    )
+    + " (the crawl schema TITLE/MAINDUTIES/QUALIFICATION… and board posts with a 'meta' object "
+    "both work); the formats table under 'Your own data' in README.md shows them"
+)
 
 
 def record_text(record: Any) -> str:

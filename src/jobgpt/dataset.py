@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from jobgpt.config import DatasetConfig
+from jobgpt.config import DATA_DIR, DatasetConfig
 from jobgpt.errors import ConfigError, DataError
 from jobgpt.tokenizer import (
     EOT,
@@ -56,7 +57,6 @@ SPLITS = ("train", "val")
 BIN_FILES = {"train": "train.bin", "val": "val.bin"}
 MIN_VAL_WINDOWS = 4  # val should hold at least this many block_size windows
 BATCH_BYTES = 1 << 20  # documents are encoded in batches of about this much text
-BUILD_HINT = "build them with `uv run python scripts/build_bin_dataset.py` (jobgpt dataset)"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -407,20 +407,32 @@ def _report(meta: dict, corpus: _Corpus, split: _Split, seconds: float, out_dir:
 # --- reading the bins (used by training) ----------------------------------------------------------
 
 
+def build_hint(data_dir: str | Path, again: bool = False) -> str:
+    """How to (re)build the bins in `data_dir`: the command names that directory unless it is
+    the default, since the dataset stage writes to data/ otherwise."""
+    out = "" if Path(data_dir) == Path(DATA_DIR) else f" --out-dir {shlex.quote(str(data_dir))}"
+    verb = "rebuild" if again else "build"
+    return f"{verb} them with `uv run python scripts/build_bin_dataset.py{out}` (jobgpt dataset)"
+
+
 def load_meta(data_dir: str | Path) -> dict[str, Any]:
     """meta.json of a dataset directory, checked for the fields the reader relies on."""
     path = Path(data_dir) / META_FILE
     if not path.is_file():
-        raise DataError(f"no token bins in {data_dir} ({META_FILE} is missing)", BUILD_HINT)
+        raise DataError(
+            f"no token bins in {data_dir} ({META_FILE} is missing)", build_hint(data_dir)
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON ({err})", f"re{BUILD_HINT}") from err
+        raise DataError(
+            f"{path} is not valid JSON ({err})", build_hint(data_dir, again=True)
+        ) from err
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         found = meta.get("format_version") if isinstance(meta, dict) else None
         raise DataError(
             f"{path} has format version {found!r}, this jobgpt reads {FORMAT_VERSION}",
-            f"re{BUILD_HINT}",
+            build_hint(data_dir, again=True),
         )
     return meta
 
@@ -444,7 +456,7 @@ class TokenBins:
             raise DataError(
                 f"{self.data_dir / META_FILE}: dtype {self.dtype} does not fit vocab "
                 f"{self.vocab_size:,}",
-                f"re{BUILD_HINT}",
+                build_hint(self.data_dir, again=True),
             )
         self.tokens = {name: self._open(name) for name in SPLITS}
 
@@ -458,20 +470,20 @@ class TokenBins:
                 f"({recorded['path']}, sha256 {recorded['sha256'][:12]}…, vocab "
                 f"{int(self.meta['vocab_size']):,}) than this one (sha256 "
                 f"{tokenizer_sha256(tok)[:12]}…, vocab {tok.get_vocab_size():,})",
-                f"re{BUILD_HINT} after retraining a tokenizer",
+                build_hint(self.data_dir, again=True) + " after retraining a tokenizer",
             )
 
     def _open(self, name: str) -> np.ndarray:
         path = self.data_dir / BIN_FILES[name]
         expected = int(self.meta["splits"][name]["tokens"])
         if not path.is_file():
-            raise DataError(f"{path} is missing", BUILD_HINT)
+            raise DataError(f"{path} is missing", build_hint(self.data_dir))
         size = path.stat().st_size
         if size != expected * self.dtype.itemsize:
             raise DataError(
                 f"{path} has {size:,} bytes but meta.json promises {expected:,} {self.dtype} "
                 f"tokens ({expected * self.dtype.itemsize:,} bytes): a partial or foreign file",
-                f"re{BUILD_HINT}",
+                build_hint(self.data_dir, again=True),
             )
         if expected == 0:
             return np.zeros(0, dtype=self.dtype)

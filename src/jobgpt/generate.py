@@ -295,14 +295,13 @@ def run(cfg: GenerateConfig) -> list[Completion]:
     check_generation(cfg.num_samples, cfg.max_new_tokens, cfg.stop)
     prompt, echo = build_prompt(cfg)
     gen = TextGenerator.from_checkpoint(cfg.checkpoint, cfg.device)
-    if cfg.temperature == 0 and cfg.num_samples > 1:
-        logger.info("temperature 0 is greedy: all %d samples will be the same", cfg.num_samples)
-    printer = SamplePrinter(cfg.num_samples, cfg.stream, echo=echo)
+    num_samples = samples_to_draw(cfg)
+    printer = SamplePrinter(num_samples, cfg.stream, echo=echo)
     start = time.perf_counter()
     ends: list[Piece] = []
     for piece in gen.stream(
         prompt,
-        num_samples=cfg.num_samples,
+        num_samples=num_samples,
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
         top_k=cfg.top_k,
@@ -318,7 +317,7 @@ def run(cfg: GenerateConfig) -> list[Completion]:
     tokens = sum(p.n_tokens for p in ends)
     logger.info(
         "%d sample(s), %d tokens in %.1fs (%.0f tokens/s) on %s",
-        cfg.num_samples,
+        num_samples,
         tokens,
         seconds,
         tokens / max(seconds, 1e-9),
@@ -329,6 +328,32 @@ def run(cfg: GenerateConfig) -> list[Completion]:
         Completion(text, p.finish_reason or "", p.n_tokens)
         for text, p in zip(printer.texts, ends, strict=True)
     ]
+
+
+def samples_to_draw(cfg: GenerateConfig) -> int:
+    """How many samples to draw: one for greedy decoding unless --num-samples was typed.
+
+    Temperature 0 always picks the most likely token, so every sample would be the same text;
+    printing the default 3 copies looks like a bug. A typed --num-samples is obeyed (the user
+    may be timing a batch), with a warning.
+    """
+    n = cfg.num_samples
+    if cfg.temperature != 0 or n == 1:
+        return n
+    typed = n != _DEFAULTS.num_samples if cfg.explicit is None else "num_samples" in cfg.explicit
+    if typed:
+        logger.warning(
+            "temperature 0 is greedy decoding, which is deterministic: all %d samples will be "
+            "identical",
+            n,
+        )
+        return n
+    logger.info(
+        "temperature 0 is greedy decoding, which is deterministic: printing 1 sample, not %d "
+        "identical ones (pass --num-samples to draw them anyway)",
+        n,
+    )
+    return 1
 
 
 def build_prompt(cfg: GenerateConfig) -> tuple[str, str]:

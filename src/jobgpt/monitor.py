@@ -25,6 +25,9 @@ MANY_EPOCHS = 16.0
 FEW_VAL_WINDOWS = 8
 # The usual step when tuning a learning rate by hand: half a decade.
 LR_FACTOR = 3.0
+# An untrained model predicts every token alike: loss ln(vocab). A best val loss above this share
+# of it means the model has learned next to nothing (even a unigram table gets well below).
+UNTRAINED_SHARE = 0.9
 
 
 # --- the plan, before the first step -----------------------------------------------------------
@@ -45,7 +48,7 @@ def plan_report(
     val_windows = max(val_tokens - 1, 0) // block_size  # non-overlapping, as evaluation reads
     facts = [
         f"data: {train_tokens:,} train / {val_tokens:,} val tokens "
-        f"({val_windows:,} val windows of {block_size} tokens)",
+        f"({plural(val_windows, 'val window')} of {block_size} tokens)",
         f"plan: {max_steps:,} steps x {tokens_per_step:,} tokens = {planned:,} tokens "
         f"= {epochs:.1f} epochs; {train_tokens / max(params, 1):.2f} train tokens per parameter "
         "(compute-optimal is ~20)",
@@ -60,7 +63,7 @@ def plan_report(
         )
     if val_windows < FEW_VAL_WINDOWS:
         warnings.append(
-            f"the val split holds only {val_windows} windows: its loss will be noisy "
+            f"the val split holds only {plural(val_windows, 'window')}: its loss will be noisy "
             "(검증 데이터가 적어 val loss가 흔들립니다) — hold out more text "
             "(jobgpt dataset --val-fraction) before trusting small differences"
         )
@@ -74,6 +77,8 @@ def plan_report(
 class Diagnosis:
     kind: str  # "overfitting" or "stalled"
     message: str  # plain words, English and Korean, with the suggested fix
+    fix: str = ""  # the suggested fix alone, short enough for the final one-line verdict
+    lr_factor: float = 1.0  # the suggested change of the learning rate (3: raise it 3x)
 
 
 def diagnose(history: Sequence[dict[str, Any]], patience: int, lr: float) -> Diagnosis | None:
@@ -103,15 +108,16 @@ def diagnose(history: Sequence[dict[str, Any]], patience: int, lr: float) -> Dia
             f"what carries over (훈련 문장을 외우는 중). best.pt keeps step {best_step} "
             f"(val {best_val:.4f}). Fixes: more data, fewer --max-steps, a higher --dropout, "
             "or --early-stop.",
+            "use best.pt",
         )
     if not val_improved and not train_improved:
-        return Diagnosis("stalled", _stall_message(train, patience, lr, best_step, best_val))
+        return _stalled(train, patience, lr, best_step, best_val)
     return None
 
 
-def _stall_message(
+def _stalled(
     train: list[float], patience: int, lr: float, best_step: int, best_val: float
-) -> str:
+) -> Diagnosis:
     """Which way to move the learning rate: a loss that bounces means too high, flat too low."""
     recent = train[-1 - patience :]
     rises = sum(b > a + MIN_DELTA for a, b in itertools.pairwise(recent))
@@ -120,30 +126,72 @@ def _stall_message(
         f"(best val {best_val:.4f} at step {best_step}). "
     )
     if rises:
-        return head + (
-            f"Train loss goes up and down ({rises} of {patience} evals rose): the learning rate "
-            f"is probably too high (학습률이 너무 높음) — try --lr {lr / LR_FACTOR:.1e} "
-            f"({LR_FACTOR:.0f}x lower), and keep --grad-clip on."
+        fix = f"try --lr {lr / LR_FACTOR:.1e} ({LR_FACTOR:.0f}x lower)"
+        return Diagnosis(
+            "stalled",
+            head + f"Train loss goes up and down ({rises} of {patience} evals rose): the "
+            f"learning rate is probably too high (학습률이 너무 높음) — {fix}, and keep "
+            "--grad-clip on.",
+            f"the learning rate is probably too high: {fix}",
+            1 / LR_FACTOR,
         )
-    return head + (
-        f"Train loss is flat: the learning rate may be too low (학습률이 너무 낮음) — try "
-        f"--lr {lr * LR_FACTOR:.1e} ({LR_FACTOR:.0f}x higher); if that does not help, the "
-        "model is at its capacity for this data (a larger --n-embd/--n-layer may)."
+    fix = f"try --lr {lr * LR_FACTOR:.1e} ({LR_FACTOR:.0f}x higher)"
+    return Diagnosis(
+        "stalled",
+        head + f"Train loss is flat: the learning rate may be too low (학습률이 너무 낮음) — "
+        f"{fix}; if that does not help, the model is at its capacity for this data (a larger "
+        "--n-embd/--n-layer may).",
+        f"the learning rate may be too low: {fix}",
+        LR_FACTOR,
     )
 
 
-def summarize(history: Sequence[dict[str, Any]]) -> str:
-    """The final one-line verdict: best val loss and where, final losses, and what they mean."""
+def summarize(
+    history: Sequence[dict[str, Any]],
+    *,
+    vocab_size: int | None = None,
+    lr: float | None = None,
+    diagnosis: Diagnosis | None = None,
+    best_command: str | None = None,
+    more_steps_command: str | None = None,
+) -> str:
+    """The final one-line verdict: best val loss and where, final losses, what they mean, and
+    the command to run next.
+
+    `vocab_size` lets it compare with an untrained model (loss ln(vocab)); `lr` is the run's
+    peak learning rate; `diagnosis` is `diagnose()` on the whole history, so the verdict agrees
+    with the last warning of the run; the commands are those to sample from best.pt and to
+    train on.
+    """
     if not history:
         return "no evaluation was run (the run stopped before its first eval)"
     best = min(history, key=lambda h: h["val_loss"])
     last = history[-1]
     gap = last["val_loss"] - last["train_loss"]
-    if last["val_loss"] > best["val_loss"] + MIN_DELTA and last["step"] > best["step"]:
+    stalled = diagnosis is not None and diagnosis.kind == "stalled"
+    more = f": `{more_steps_command}`" if more_steps_command else ""
+    untrained = math.log(vocab_size) if vocab_size and vocab_size > 1 else None
+    if untrained is not None and best["val_loss"] > UNTRAINED_SHARE * untrained:
+        if stalled and diagnosis.lr_factor < 1:  # bouncing: the LR is too high, not too low
+            fix = diagnosis.fix
+        else:  # far from where a model learns: a decade, not the stall's half decade
+            fix = (
+                f"raise --lr (this run: {lr:g}; try {10 * lr:.1e} or more)" if lr else "raise --lr"
+            )
+        meaning = (
+            f"the model has barely learned anything (거의 학습되지 않음): an untrained model "
+            f"scores ln(vocab {vocab_size:,}) = {untrained:.4f}"
+            + ("; training stalled" if stalled else "")
+            + f" — {fix} and/or train more steps{more}"
+        )
+    elif last["val_loss"] > best["val_loss"] + MIN_DELTA and last["step"] > best["step"]:
+        use = f": `{best_command}`" if best_command else ""
         meaning = (
             f"val loss is {last['val_loss'] - best['val_loss']:.3f} above its best: the model "
-            f"overfit after step {best['step']} (과적합) — use best.pt"
+            f"overfit after step {best['step']} (과적합) — use best.pt{use}"
         )
+    elif stalled:
+        meaning = f"training stalled (학습 정체) — {diagnosis.fix}"
     elif gap > 0.1 * max(last["val_loss"], MIN_DELTA):
         meaning = (
             f"val is {gap:.3f} above train: the model fits its training text better than new "
@@ -152,7 +200,7 @@ def summarize(history: Sequence[dict[str, Any]]) -> str:
     else:
         meaning = (
             "train and val agree and val is at its best: the model is still learning "
-            "(아직 학습 중) — more steps or a larger model should help"
+            f"(아직 학습 중) — more steps (or a larger model) should help{more}"
         )
     return (
         f"best val loss {best['val_loss']:.4f} at step {best['step']} "
@@ -162,6 +210,11 @@ def summarize(history: Sequence[dict[str, Any]]) -> str:
 
 
 # --- formatting --------------------------------------------------------------------------------
+
+
+def plural(n: int, noun: str) -> str:
+    """1 -> '1 window', 3 -> '3 windows' (nouns that take an s)."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def format_duration(seconds: float) -> str:

@@ -4,8 +4,8 @@ The loop, top to bottom: pick the device and precision, open the data, build the
 then repeat `train_step` (gradient accumulation, clipping, warmup + cosine LR); every
 `eval_interval` steps measure train/val loss on fixed windows, write metrics.jsonl and loss.png,
 save ckpt.pt (and best.pt when val improved), and let `jobgpt.monitor` say whether the run
-overfits or stalls. Ctrl-C, SIGTERM and the time budget stop it cleanly, saved; `--resume`
-continues bit for bit.
+overfits or stalls. Ctrl-C, SIGTERM and the time budget stop it cleanly, saved (after Ctrl-C
+the command exits with status 130, as interrupted commands do); `--resume` continues bit for bit.
 
 Multi-GPU and multi-node runs go through torchrun, e.g.
 `torchrun --standalone --nproc_per_node=8 scripts/train_gpt.py [flags]`: each process trains on
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import signal
 import threading
 import time
@@ -54,9 +55,17 @@ logger = logging.getLogger(__name__)
 # text, diminishing returns past ~16 and little gain beyond ~40: 12 epochs still learns, and
 # best.pt plus the overfitting warning cover a smaller corpus (the report shows its epochs).
 DEFAULT_STEPS_WHY = (
-    "2,000 steps (default) = 8.2 M tokens = 12 epochs of the demo corpus: repeated small data "
-    "still pays off up to ~16 epochs; set --max-steps or --max-minutes to change"
+    "repeated small data still pays off up to ~16 epochs; set --max-steps or --max-minutes to "
+    "change"
 )
+# Warmup lets AdamW's moment estimates settle before the full step size; it is capped at this
+# percentage of the run, so a short run (--max-steps 20 with the default warmup 100) still reaches
+# its --lr and spends most of its steps near it rather than warming up until the end.
+MAX_WARMUP_PERCENT = 20  # integer arithmetic: the cap is exact
+# uv (and other wrappers without a terminal) forward the Ctrl-C that the child also receives:
+# a second SIGINT this soon after the first is the same keypress, not a request to quit at once.
+SAME_INTERRUPT_S = 2.0
+GENERATE_COMMAND = "uv run python scripts/generate.py"
 
 
 class TrainingDiverged(JobGPTError):
@@ -106,12 +115,19 @@ def init_distributed(device_spec: str) -> tuple[Dist, torch.device]:
 # --- optimisation ------------------------------------------------------------------------------
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """--warmup-steps, capped at MAX_WARMUP_PERCENT % of --max-steps. A pure function of the
+    config, so a resumed run follows the same schedule."""
+    return min(cfg.warmup_steps, cfg.max_steps * MAX_WARMUP_PERCENT // 100)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(cfg.max_steps - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    warmup = warmup_steps(cfg)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    span = max(cfg.max_steps - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))
 
@@ -133,12 +149,16 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.
 def validate(cfg: TrainConfig) -> None:
     """Reject settings the loop cannot run with, naming the flag."""
     positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_windows")
-    for name in positive:
-        if getattr(cfg, name) < 1:
+    architecture = ("block_size", "n_layer", "n_head", "n_embd")
+    values = [(n, getattr(cfg, n)) for n in positive]
+    values += [(n, getattr(cfg.model, n)) for n in architecture]
+    for name, value in values:
+        if value < 1:
             raise ConfigError(
-                f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}",
+                f"--{name.replace('_', '-')} must be at least 1, got {value}",
                 "pass a positive whole number",
             )
+    check_heads(cfg.model.n_embd, cfg.model.n_head)
     checks = [
         (cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be a positive number, got {cfg.lr}"),
         (0 <= cfg.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {cfg.min_lr_ratio}"),
@@ -158,6 +178,23 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message, "fix the flag's value (see `jobgpt train --help`)")
+
+
+def check_heads(n_embd: int, n_head: int) -> None:
+    """Each head attends in n_embd / n_head channels, so the width must split evenly."""
+    if n_embd % n_head == 0:
+        return
+    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
+    below = [d for d in divisors if d < n_head][-1:]
+    above = [d for d in divisors if d > n_head][:1]
+    heads = " or ".join(str(d) for d in below + above)
+    widths = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
+    raise ConfigError(
+        f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each attention head gets "
+        "n_embd / n_head channels",
+        f"use --n-head {heads} (divisors of {n_embd} near {n_head}), or keep {n_head} heads with "
+        f"--n-embd {' or '.join(str(w) for w in widths)}",
+    )
 
 
 # --- the trainer -------------------------------------------------------------------------------
@@ -273,7 +310,7 @@ class Trainer:
         if where == "cuda":
             where = f"cuda ({torch.cuda.get_device_name(self.device)})"
         elif where == "cpu":
-            where = f"cpu ({torch.get_num_threads()} threads)"
+            where = f"cpu ({monitor.plural(torch.get_num_threads(), 'thread')})"
         dtype = str(self.dtype).removeprefix("torch.")
         head = (
             f"resuming {self.out_dir}/ckpt.pt at step {self.step:,}"
@@ -281,7 +318,7 @@ class Trainer:
             else f"new run -> {self.out_dir}/"
         )
         lines = [
-            f"{head} (preset {cfg.preset})",
+            f"{head} (preset {cfg.preset})",  # on resume, the checkpoint's (resume_config)
             f"device: {where} x {self.dist.world_size} process(es)",
             f"precision: {dtype} — {self.dtype_why}",
             f"compile: {self.compile_why}",
@@ -290,12 +327,16 @@ class Trainer:
             + (" (the checkpoint's)" if resume_from else " (vocab from the tokenizer)"),
             f"batch: {cfg.batch_size} windows x {m.block_size} tokens x {cfg.grad_accum} accum x "
             f"{self.dist.world_size} process(es) = {self.tokens_per_step:,} tokens/step",
-            f"optimizer: AdamW lr {cfg.lr:g}, warmup {cfg.warmup_steps}, cosine to "
+            f"optimizer: AdamW lr {cfg.lr:g}, warmup {self._warmup_text()}, cosine to "
             f"{cfg.lr * cfg.min_lr_ratio:g} at step {cfg.max_steps:,}; weight decay "
             f"{cfg.weight_decay:g} on matrices; clip {cfg.grad_clip:g}",
         ]
         if cfg.max_steps == TrainConfig().max_steps:
-            lines.append(f"steps: {DEFAULT_STEPS_WHY}")
+            epochs = self.tokens_per_step * cfg.max_steps / max(len(self.bins.tokens["train"]), 1)
+            lines.append(
+                f"steps: {cfg.max_steps:,} (default) = {epochs:.1f} epochs of this data: "
+                + DEFAULT_STEPS_WHY
+            )
         facts, warnings = monitor.plan_report(
             params=params,
             tokens_per_step=self.tokens_per_step,
@@ -305,9 +346,10 @@ class Trainer:
             block_size=m.block_size,
         )
         lines += facts
+        n_train, n_val = (len(self.eval_sets[split][0]) for split in ("train", "val"))
         lines.append(
-            f"eval: every {cfg.eval_interval} steps on {len(self.eval_sets['train'][0])} train / "
-            f"{len(self.eval_sets['val'][0])} val fixed windows ({self.val_bytes:,} val bytes)"
+            f"eval: every {cfg.eval_interval} steps on {n_train} train / "
+            f"{monitor.plural(n_val, 'val window')} (fixed; {self.val_bytes:,} val bytes)"
         )
         if changes:
             lines.append(f"changed from the checkpoint by flags: {'; '.join(changes)}")
@@ -321,6 +363,15 @@ class Trainer:
                 resume_from.get("world_size", 1),
                 self.dist.world_size,
             )
+
+    def _warmup_text(self) -> str:
+        used = warmup_steps(self.cfg)
+        if used == self.cfg.warmup_steps:
+            return str(used)
+        return (
+            f"{used} (--warmup-steps {self.cfg.warmup_steps} capped at "
+            f"{MAX_WARMUP_PERCENT}% of the {self.cfg.max_steps:,} steps, to reach the full lr)"
+        )
 
     # --- one step ---
 
@@ -403,7 +454,7 @@ class Trainer:
             # The LR schedule is a pure function of the step and these settings.
             "schedule": {
                 "lr": cfg.lr,
-                "warmup_steps": cfg.warmup_steps,
+                "warmup_steps": warmup_steps(cfg),  # as used: capped (train_config: as asked)
                 "max_steps": cfg.max_steps,
                 "min_lr_ratio": cfg.min_lr_ratio,
                 "current_lr": lr_at(self.step, cfg),
@@ -480,28 +531,59 @@ class Trainer:
         self._restart_clock()
         stopped: str | None = None
         with _StopRequests() as requests:
-            while self.step < self._end and stopped is None:
-                loss = self.train_step()
-                if cfg.log_interval and (
-                    self.step % cfg.log_interval == 0 or self.step == self._session[1] + 1
-                ):
-                    self._log_step(loss)
-                if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
-                    if self._evaluate_and_save() and cfg.early_stop:
-                        stopped = "early stop: val loss rose while train loss fell (overfitting)"
-                stopped = stopped or self._stop_requested(requests)
+            try:
+                while self.step < self._end and stopped is None:
+                    loss = self.train_step()
+                    if cfg.log_interval and (
+                        self.step % cfg.log_interval == 0 or self.step == self._session[1] + 1
+                    ):
+                        self._log_step(loss)
+                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                        if self._evaluate_and_save() and cfg.early_stop:
+                            stopped = (
+                                "early stop: val loss rose while train loss fell (overfitting)"
+                            )
+                    stopped = stopped or self._stop_requested(requests)
+            except KeyboardInterrupt:  # a second Ctrl-C: mid-step, so there is nothing to save
+                logger.warning("quit at once: %s", self._kept())
+                raise
             if requests.signum is not None:  # the user wants out now: save, skip the eval
+                requests.saving = True  # no further Ctrl-C may cut this save short
                 if self._saved_step != self.step:
                     self.save("ckpt.pt")
                 logger.info(
-                    "saved %s/ckpt.pt at step %s; continue with --resume", self.out_dir, self.step
+                    "saved %s/ckpt.pt at step %s; continue with `%s`",
+                    self.out_dir,
+                    self.step,
+                    train_command(cfg, "--resume"),
                 )
             elif self._saved_step != self.step:  # end of a session: a last eval is worth it
                 self._evaluate_and_save()
         return self._summary(stopped)
 
+    def _kept(self) -> str:
+        """Which checkpoint survives an abrupt end, and how to go on from it."""
+        if self._saved_step < 0:
+            return "no checkpoint was written yet"
+        return (
+            f"{self.out_dir}/ckpt.pt from step {self._saved_step} is kept; continue with "
+            f"`{train_command(self.cfg, '--resume')}`"
+        )
+
     def _summary(self, stopped: str | None) -> dict[str, Any]:
+        cfg = self.cfg
         best = min(self.history, key=lambda h: h["val_loss"]) if self.history else None
+        finished = self.step >= cfg.max_steps
+        more = ["--max-steps", str(2 * cfg.max_steps)] if finished else []
+        best_path = self.out_dir / "best.pt"
+        verdict = monitor.summarize(
+            self.history,
+            vocab_size=self.model_config.vocab_size,
+            lr=cfg.lr,
+            diagnosis=monitor.diagnose(self.history, cfg.patience, cfg.lr),
+            best_command=f"{GENERATE_COMMAND} --checkpoint {shlex.quote(str(best_path))}",
+            more_steps_command=train_command(cfg, "--resume", *more),
+        )
         return {
             "step": self.step,
             "stopped": stopped or ("max_steps" if self.step >= self.cfg.max_steps else "steps"),
@@ -509,7 +591,7 @@ class Trainer:
             "best_val_loss": best["val_loss"] if best else None,
             "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
             "final_val_loss": self.history[-1]["val_loss"] if self.history else None,
-            "summary": monitor.summarize(self.history),
+            "summary": verdict,
         }
 
     def _log_step(self, loss: torch.Tensor) -> None:
@@ -647,10 +729,14 @@ class Trainer:
 
 class _StopRequests:
     """Ctrl-C and SIGTERM become a request to stop after the current step (which then saves);
-    a second Ctrl-C interrupts at once. Only the main thread may install signal handlers."""
+    a second Ctrl-C interrupts at once, unless it is an echo of the first (within
+    SAME_INTERRUPT_S) or the final checkpoint is being written (`saving`). Only the main thread
+    may install signal handlers."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.saving = False
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequests:
@@ -660,9 +746,15 @@ class _StopRequests:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
+        if self.signum is not None:
+            echo = time.monotonic() - self._first_at < SAME_INTERRUPT_S
+            if signum != signal.SIGINT or echo:
+                return  # already stopping
+            if self.saving:
+                logger.warning("still writing the checkpoint; it takes a moment")
+                return
             raise KeyboardInterrupt
-        self.signum = signum
+        self.signum, self._first_at = signum, time.monotonic()
         logger.warning(
             "%s: stopping after this step and saving (Ctrl-C again to quit at once; "
             "학습을 저장하고 멈춥니다)",
@@ -670,6 +762,10 @@ class _StopRequests:
         )
 
     def __exit__(self, *exc: Any) -> None:
+        if self.signum == signal.SIGINT and self._previous:
+            # An echo may still be on its way; after restoring the default handler it would
+            # interrupt whatever runs next, so stay deaf to it for the rest of the window.
+            time.sleep(max(self._first_at + SAME_INTERRUPT_S - time.monotonic(), 0.0))
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
@@ -685,6 +781,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         trainer = Trainer(cfg)
         if memory_note:
             logger.info("  memory: %s", memory_note)
+        finished_before = trainer.step >= trainer.cfg.max_steps
         summary = trainer.fit()
     except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
         if not is_out_of_memory(err):
@@ -696,32 +793,65 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     if trainer.dist.is_main:
         if summary["stopped"] not in ("max_steps", "steps"):
             logger.info("%s at step %s", summary["stopped"], summary["step"])
+        finished = ""
+        if finished_before:  # the full command is in the verdict when more steps would help
+            finished = (
+                f"this run already finished at step {summary['step']:,}; pass a larger "
+                f"--max-steps with --resume to continue (e.g. --resume --max-steps "
+                f"{2 * summary['step']}). Its verdict: "
+            )
         print(
-            f"train: step {summary['step']:,} — {summary['summary']} "
+            f"train: step {summary['step']:,} — {finished}{summary['summary']} "
             f"(checkpoints in {trainer.out_dir}/)"
         )
+    if summary["stopped"] == "stopped by SIGINT":
+        raise KeyboardInterrupt  # saved; the CLI exits 130, as an interrupted command should
     return summary
 
 
+def train_command(cfg: TrainConfig, *flags: str) -> str:
+    """The seed script with `flags`, plus --data-dir/--out-dir where this run's are not the
+    defaults: a command to copy and run as printed."""
+    parts = [ckpt_io.TRAIN_COMMAND, *flags]
+    for name in ("data_dir", "out_dir"):
+        value = str(getattr(cfg, name))
+        if value != getattr(TrainConfig(), name):
+            parts += [f"--{name.replace('_', '-')}", shlex.quote(value)]
+    return " ".join(parts)
+
+
+# What allocators say when memory runs out: CUDA and MPS ("... out of memory"), and the CPU's
+# DefaultCPUAllocator ("can't allocate memory", or "not enough memory" on Windows).
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    text = str(err).lower()
+    return isinstance(err, torch.cuda.OutOfMemoryError) or any(m in text for m in OOM_MESSAGES)
 
 
 def oom_error(cfg: TrainConfig, err: BaseException) -> JobGPTError:
-    """Suggest the same effective batch in smaller pieces: batch_size / k with grad_accum * k."""
+    """Suggest the same effective batch in smaller pieces: batch_size / k with grad_accum * k,
+    or a shorter context (attention memory grows with its square)."""
     b, a = cfg.batch_size, cfg.grad_accum
     smaller = max(d for d in range(1, b // 2 + 1) if b % d == 0) if b > 1 else 1
-    where = "the GPU" if "cuda" in str(cfg.device) or torch.cuda.is_available() else "the device"
+    if "cpuallocator" in str(err).lower() or cfg.device == "cpu":
+        where = "the CPU (RAM)"
+    elif "cuda" in str(cfg.device) or torch.cuda.is_available():
+        where = "the GPU"
+    else:
+        where = "the device"
+    block = f"a shorter --block-size (now {cfg.model.block_size})"
     if smaller == b:
         hint = (
-            "already at --batch-size 1: lower --block-size or the model (--n-embd, --n-layer),"
-            " or use --dtype bfloat16"
+            f"already at --batch-size 1: use {block} or a smaller model (--n-embd, --n-layer),"
+            " or --dtype bfloat16"
         )
     else:
         hint = (
             f"use --batch-size {smaller} --grad-accum {a * b // smaller}: the same effective "
             f"batch of {a * b} windows per step, in smaller pieces (add --resume to continue "
-            "from the last checkpoint, if any)"
+            f"from the last checkpoint, if any); or {block}"
         )
     return JobGPTError(
         f"out of memory on {where} with --batch-size {b} --grad-accum {a} "
