@@ -350,7 +350,11 @@ def test_non_numeric_flags_are_rejected_by_the_cli(flags, needle, capsys) -> Non
     with pytest.raises(SystemExit) as exit_info:
         main(["train", *flags])
     assert exit_info.value.code == 2
-    assert needle in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert needle in err
+    # the house format: the problem and where to look, not argparse's usage dump
+    assert err.startswith("error: ") and "fix: see `jobgpt train --help`" in err
+    assert "usage:" not in err
 
 
 def test_out_of_range_values_are_config_errors_through_the_cli(

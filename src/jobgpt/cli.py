@@ -13,7 +13,7 @@ import logging
 import sys
 import types
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -62,8 +62,15 @@ STAGES: dict[str, Stage] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house error format: the problem and the fix, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n  fix: see `{self.prog} --help` for every flag\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jobgpt",
         description="Train a Korean job-posting GPT from scratch on your own text, and use it.",
     )
