@@ -3,6 +3,7 @@ RNG round trips, and the tokenizer fingerprint check."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_data(tmp_path_factory.mktemp("data"))
 
 
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    # A checkpoint is shared like the data files: readable by others unless the umask says no.
+    old = os.umask(0o022)
+    try:
+        save_checkpoint({"step": 1}, tmp_path / "ckpt.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ckpt.pt").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+
+
 def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     path.write_bytes(b"the last good checkpoint")
@@ -39,6 +51,15 @@ def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> No
         raise RuntimeError("killed mid-write")
     assert path.read_bytes() == b"the last good checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+
+
+def test_a_damaged_checkpoint_points_at_its_intact_sibling(tmp_path: Path) -> None:
+    save_checkpoint({"model_config": {}, "model": {}}, tmp_path / "best.pt")
+    (tmp_path / "ckpt.pt").write_bytes(b"cut off mid-wri")
+    with pytest.raises(CheckpointError, match="could not be read") as err:
+        load_checkpoint(tmp_path / "ckpt.pt")
+    assert f"--checkpoint {tmp_path / 'best.pt'}" in err.value.hint
+    assert "--resume" in err.value.hint
 
 
 def test_loading_refuses_pickled_code(tmp_path: Path) -> None:

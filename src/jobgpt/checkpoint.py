@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import platform
 import random
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields, is_dataclass, replace
@@ -30,6 +29,7 @@ import torch
 
 from jobgpt.config import ModelConfig, TrainConfig, make_config
 from jobgpt.errors import CheckpointError, ConfigError
+from jobgpt.tokenizer import temp_path
 
 FORMAT_VERSION = 1
 TRAIN_COMMAND = "uv run python scripts/train_gpt.py"
@@ -57,17 +57,29 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temp file in `path`'s directory; on success rename it over `path`.
 
     Readers see the old file or the new one, never half of one — even if the writer is killed.
+    The file gets the usual permissions (umask), like every other output of the pipeline.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_path(path)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _damaged_hint(path: Path) -> str:
+    """What to do about an unreadable checkpoint: its sibling may be intact."""
+    other = path.with_name("best.pt" if path.name != "best.pt" else "ckpt.pt")
+    if not other.is_file():
+        return "the file is damaged or not a jobgpt checkpoint; train again (--overwrite)"
+    return (
+        f"the file is damaged or not a jobgpt checkpoint; {other} may be intact: generate with "
+        f"--checkpoint {other}, or copy it to {path} to --resume from it"
+    )
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
@@ -89,7 +101,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # torch raises several types for truncated/foreign files
         raise CheckpointError(
             f"checkpoint {path} could not be read ({type(err).__name__}: {err})",
-            "the file is damaged or not a jobgpt checkpoint; use best.pt or train again",
+            _damaged_hint(path),
         ) from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(
