@@ -22,6 +22,7 @@ from jobgpt.cli import main, run_stage
 from jobgpt.config import TRAIN_PRESETS, TrainConfig, make_config
 from jobgpt.corpus import resolve_inputs
 from jobgpt.errors import CheckpointError, ConfigError, DataError
+from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 from jobgpt.train import (
     Trainer,
     TrainingDiverged,
@@ -318,6 +319,24 @@ def test_overfitting_is_named_and_stops_the_run_with_the_best_model_kept(
 
 
 # --- bad inputs --------------------------------------------------------------------------------
+
+
+def test_the_data_dirs_own_tokenizer_wins_over_a_stale_relative_path(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # meta.json recorded "data/tokenizer.json"; run from a directory whose data/ holds another
+    # tokenizer: the one beside the bins (same fingerprint) is the one to train with.
+    moved = tmp_path / "moved"
+    shutil.copytree(data_dir, moved)
+    meta = json.loads((moved / "meta.json").read_text())
+    meta["tokenizer"]["path"] = "data/tokenizer.json"
+    (moved / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "data").mkdir()
+    other = train_tokenizer(["전혀 다른 말뭉치 another corpus"] * 50, 300)
+    save_tokenizer(other, tmp_path / "data" / "tokenizer.json")
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(tiny(moved, tmp_path / "out"))
+    assert trainer.tokenizer_sha256 == meta["tokenizer"]["sha256"]
 
 
 def test_missing_bins_name_the_file(data_dir: Path, tmp_path: Path) -> None:

@@ -866,20 +866,24 @@ def oom_error(cfg: TrainConfig, err: BaseException) -> JobGPTError:
 def open_data(data_dir: str | Path) -> tuple[TokenBins, Tokenizer]:
     """The bins and the tokenizer they were encoded with (TokenBins checks the fingerprint).
 
-    meta.json names the tokenizer by the path it had when the bins were built; if the data
-    directory has moved since, its own tokenizer.json is used.
+    Candidates: the data directory's own tokenizer.json, then the path meta.json recorded when
+    the bins were built (relative paths depend on the directory the command runs in). The first
+    whose sha256 matches meta.json wins; if none does, the first that exists, so that TokenBins
+    names the mismatch.
     """
-    from jobgpt.tokenizer import load_tokenizer
+    from jobgpt.tokenizer import file_sha256, load_tokenizer
 
     meta = load_meta(data_dir)
     recorded = Path(meta["tokenizer"]["path"])
-    path = recorded if recorded.is_file() else Path(data_dir) / "tokenizer.json"
-    if not path.is_file():
+    candidates = [p for p in (Path(data_dir) / "tokenizer.json", recorded) if p.is_file()]
+    if not candidates:
         raise DataError(
             f"the tokenizer of {data_dir} is missing: neither {recorded} (named in meta.json) "
-            f"nor {path} exists",
+            f"nor {Path(data_dir) / 'tokenizer.json'} exists",
             "put the tokenizer.json the bins were built with into the data directory",
         )
+    wanted = meta["tokenizer"]["sha256"]
+    path = next((p for p in candidates if file_sha256(p) == wanted), candidates[0])
     tok = load_tokenizer(path)
     return TokenBins(data_dir, tok), tok
 
