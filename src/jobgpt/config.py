@@ -81,7 +81,11 @@ class ModelConfig:
 class TrainConfig:
     data_dir: str = arg(DATA_DIR, "directory with train.bin, val.bin, meta.json, tokenizer.json")
     out_dir: str = arg(CHECKPOINT_DIR, "where ckpt.pt, best.pt, metrics.jsonl and loss.png go")
-    preset: str = arg("m4", "settings bundle: m4 (reference laptop run) or tiny (CPU demos, tests)")
+    preset: str = arg(
+        "m4",
+        "settings bundle: m4 (the reference laptop run), tiny (a minute on a CPU; tests) or demo "
+        "(what `jobgpt demo` trains)",
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     # optimisation
     batch_size: int = arg(16, "windows per micro-batch")
