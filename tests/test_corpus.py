@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from jobgpt.cli import main, run_stage
-from jobgpt.corpus import (
-    Document,
-    iter_documents,
-    record_text,
-    render_posting,
-    resolve_inputs,
-)
+from jobgpt.corpus import Document, iter_documents, resolve_inputs
 from jobgpt.errors import InputError
+from jobgpt.postings import record_text, render_posting
 from jobgpt.qa import (
     QA_MARKERS,
     build_qa_prompt,

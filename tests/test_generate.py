@@ -285,7 +285,7 @@ def test_qa_prompt_is_the_training_text_and_tokens(gen: TextGenerator, tmp_path:
 
 
 def test_a_json_posting_is_rendered(tmp_path: Path) -> None:
-    from jobgpt.corpus import render_posting
+    from jobgpt.postings import render_posting
 
     record = {"COMPANY": "뷁카오", "TITLE": "백엔드 개발자", "MAINDUTIES": "API 개발"}
     doc = tmp_path / "posting.json"

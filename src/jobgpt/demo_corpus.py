@@ -3,7 +3,7 @@
 So that `jobgpt tokenizer` works on a fresh clone with no data, the default input
 (data/samples.txt) is written here when it is missing. Each posting is drawn from the tables
 below (roles, invented companies, cities, salaries, deadlines, benefits, contacts), rendered with
-the same template the corpus reader uses for JSON postings (`jobgpt.corpus.render_posting`), and
+the same template the corpus reader uses for JSON postings (`jobgpt.postings.render_posting`), and
 wrapped as a `[QUESTION]/[DOC]/[ANSWER]` example whose answer is derived from the posting's own
 fields — so a model trained on it learns to find and copy fields, as on the real corpus.
 
@@ -22,8 +22,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from jobgpt.config import DEFAULT_CORPUS, DemoDataConfig
-from jobgpt.corpus import render_posting
 from jobgpt.errors import ConfigError
+from jobgpt.postings import render_posting
 from jobgpt.qa import BLOCK_SEPARATOR, format_qa_document
 
 logger = logging.getLogger(__name__)

@@ -379,7 +379,7 @@ def build_prompt(cfg: GenerateConfig) -> tuple[str, str]:
 
 def read_doc(path_str: str) -> str:
     """A posting for question-answer mode: a .txt file as is, or a .json posting rendered."""
-    from jobgpt.corpus import record_text
+    from jobgpt.postings import record_text
 
     path = Path(path_str)
     if not path.is_file():
