@@ -528,12 +528,15 @@ class Trainer:
         cfg = self.cfg
         self._end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         self._session = (time.monotonic(), self.step)
+        self._pace_from: tuple[float, int] | None = None
         self._restart_clock()
         stopped: str | None = None
         with _StopRequests() as requests:
             try:
                 while self.step < self._end and stopped is None:
                     loss = self.train_step()
+                    if self._pace_from is None:
+                        self._pace_from = (time.monotonic(), self.step)
                     if cfg.log_interval and (
                         self.step % cfg.log_interval == 0 or self.step == self._session[1] + 1
                     ):
@@ -662,6 +665,10 @@ class Trainer:
         """Throughput since the last eval (its time excluded), elapsed time, and the ETA."""
         now = time.monotonic()
         (mark_time, mark_tokens), (start, start_step) = self._mark, self._session
+        # The first step carries one-time costs (allocation, kernel choice, compilation): once a
+        # later step is done, the pace is measured from the end of the first.
+        if self._pace_from is not None and self.step > self._pace_from[1]:
+            start, start_step = self._pace_from
         per_step = (now - start) / max(self.step - start_step, 1)
         eta = (self._end - self.step) * per_step
         if self.cfg.max_minutes:
