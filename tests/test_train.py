@@ -199,6 +199,16 @@ def test_resume_of_a_directly_built_config_overrides_only_what_differs_from_defa
     assert Trainer(replace(unknown, lr=5e-4)).cfg.lr == 5e-4
 
 
+def test_a_config_edited_after_make_config_still_overrides_on_resume(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3))
+    # notebook style: make_config recorded the typed settings, then code changed two more
+    edited = replace(tiny(data_dir, tmp_path, resume=True), max_steps=6, lr=5e-4)
+    resumed = Trainer(edited)
+    assert (resumed.cfg.max_steps, resumed.cfg.lr) == (6, 5e-4)
+
+
 def test_checkpoints_from_before_the_explicit_record_still_resume(
     data_dir: Path, tmp_path: Path
 ) -> None:

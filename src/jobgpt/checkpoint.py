@@ -253,21 +253,20 @@ def resume_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> tuple[TrainConfig, 
 
     The settings given are `cfg.explicit`: the flags the user typed (make_config records them),
     so `--resume --lr 3e-4` sets 3e-4 even where that is the preset's default, and a bare
-    `--resume` continues the run exactly as configured. A TrainConfig built directly has no such
-    record (`explicit` is None); then a setting counts as given when it differs from the
-    preset's default. Invocation settings (paths, device, time budget...) always come from
-    `cfg`. Architecture changes are refused: the weights have the checkpoint's shapes. Returns
-    the settings and the changes, for the log.
+    `--resume` continues the run exactly as configured. A setting that differs from the preset's
+    default counts as given too, so a TrainConfig built or edited in code (which make_config
+    never saw) still overrides the checkpoint where it differs. Invocation settings (paths,
+    device, time budget...) always come from `cfg`. Architecture changes are refused: the
+    weights have the checkpoint's shapes. Returns the settings and the changes, for the log.
     """
     known = {f.name for f in fields(TrainConfig)}
     # Checkpoints written before a field existed lack it: make_config fills in its default.
     saved_values = {k: v for k, v in ckpt["train_config"].items() if k in known}
     saved = make_config(TrainConfig, {**saved_values, "model": ckpt["model_config"]})
-    if cfg.explicit is None:
-        defaults = make_config(TrainConfig, {"preset": cfg.preset})
-        given = _differs(cfg, defaults)
-    else:
-        given = set(cfg.explicit)
+    # Typed flags, plus anything that differs from the preset's defaults: a TrainConfig built
+    # or edited in code (replace(cfg, lr=...)) after make_config counts too.
+    defaults = make_config(TrainConfig, {"preset": cfg.preset})
+    given = set(cfg.explicit or ()) | _differs(cfg, defaults)
     if "preset" in given and cfg.preset != saved.preset:
         raise ConfigError(
             f"--preset {cfg.preset} conflicts with the checkpoint, trained with preset "

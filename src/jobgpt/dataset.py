@@ -196,7 +196,7 @@ def _encode_batch(
     tok: Tokenizer, texts: list[str], eot: int, dtype: np.dtype
 ) -> tuple[np.ndarray, list[int]]:
     """(all ids of the batch with EOT after each document, tokens per document)."""
-    # np.array raises OverflowError on an id the dtype cannot hold: never a silent wrap-around.
+    # NumPy 2 (required) raises OverflowError on an id the dtype cannot hold: never a silent wrap.
     docs = [np.array(e.ids, dtype) for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
     end = np.array([eot], dtype)
     flat = np.concatenate([part for ids in docs for part in (ids, end)])

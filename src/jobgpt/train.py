@@ -547,7 +547,7 @@ class Trainer:
                                 "early stop: val loss rose while train loss fell (overfitting)"
                             )
                     stopped = stopped or self._stop_requested(requests)
-            except KeyboardInterrupt:  # a second Ctrl-C: mid-step, so there is nothing to save
+            except KeyboardInterrupt:  # a second Ctrl-C: out at once; the last finished save stands
                 logger.warning("quit at once: %s", self._kept())
                 raise
             if requests.signum is not None:  # the user wants out now: save, skip the eval
@@ -638,7 +638,8 @@ class Trainer:
         }
         improved = all(record["val_loss"] < h["val_loss"] for h in self.history)
         self.history.append({k: record[k] for k in ("step", "train_loss", "val_loss")})
-        self.save("ckpt.pt", *(["best.pt"] if improved else []))
+        # best.pt first: an interrupt between the two writes leaves ckpt.pt's history true.
+        self.save(*(["best.pt"] if improved else []), "ckpt.pt")
         diagnosis = monitor.diagnose(self.history, self.cfg.patience, self.cfg.lr)
         if self.dist.is_main:
             logger.info(monitor.format_record(record, self.cfg.max_steps))
@@ -671,8 +672,8 @@ class Trainer:
             start, start_step = self._pace_from
         per_step = (now - start) / max(self.step - start_step, 1)
         eta = (self._end - self.step) * per_step
-        if self.cfg.max_minutes:
-            eta = min(eta, max(self.cfg.max_minutes * 60 - (now - start), 0.0))
+        if self.cfg.max_minutes:  # the budget counts from the session's start
+            eta = min(eta, max(self.cfg.max_minutes * 60 - (now - self._session[0]), 0.0))
         return {
             "tokens_per_s": (self.tokens_seen - mark_tokens) / max(now - mark_time, 1e-9),
             "elapsed_s": self._elapsed(),
@@ -878,7 +879,7 @@ def open_data(data_dir: str | Path) -> tuple[TokenBins, Tokenizer]:
     whose sha256 matches meta.json wins; if none does, the first that exists, so that TokenBins
     names the mismatch.
     """
-    from jobgpt.tokenizer import file_sha256, load_tokenizer
+    from jobgpt.tokenizer import load_tokenizer
 
     meta = load_meta(data_dir)
     recorded = Path(meta["tokenizer"]["path"])
@@ -889,9 +890,10 @@ def open_data(data_dir: str | Path) -> tuple[TokenBins, Tokenizer]:
             f"nor {Path(data_dir) / 'tokenizer.json'} exists",
             "put the tokenizer.json the bins were built with into the data directory",
         )
+    # The fingerprint is of the parsed tokenizer (as TokenBins checks it), not of the file's bytes.
+    loaded = [load_tokenizer(p) for p in candidates]
     wanted = meta["tokenizer"]["sha256"]
-    path = next((p for p in candidates if file_sha256(p) == wanted), candidates[0])
-    tok = load_tokenizer(path)
+    tok = next((t for t in loaded if tokenizer_sha256(t) == wanted), loaded[0])
     return TokenBins(data_dir, tok), tok
 
 
