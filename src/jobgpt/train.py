@@ -764,9 +764,10 @@ class _StopRequests:
             raise KeyboardInterrupt
         self.signum, self._first_at = signum, time.monotonic()
         logger.warning(
-            "%s: stopping after this step and saving (Ctrl-C again to quit at once; "
-            "학습을 저장하고 멈춥니다)",
+            "%s: stopping after this step and saving (a Ctrl-C more than %g s later quits at "
+            "once; 학습을 저장하고 멈춥니다)",
             signal.Signals(signum).name,
+            SAME_INTERRUPT_S,
         )
 
     def __exit__(self, *exc: Any) -> None:
