@@ -8,7 +8,7 @@ documents. Target: >= 8 MB/s on 2 cores. On a shared machine, look at load_avg_1
 processes on the same cores slow every run; best_mb_s is the least disturbed one.
 
 Between the timed runs it also times the tokenizer alone (`encode_batch_fast` on the same
-documents, already in memory, in the stage's batch size): `encoder_mb_s` is the ceiling the
+documents, already in memory, in the stage's batches): `encoder_mb_s` is the ceiling the
 stage works against, and `fraction_of_encoder` compares the two measured side by side, which
 stays meaningful when the machine's speed drifts between runs. `--byte-level` adds the same
 timing for a GPT-2-style byte-level BPE of the same vocab size trained on the same text, for
@@ -31,7 +31,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from jobgpt.config import DatasetConfig, make_config
 from jobgpt.corpus import iter_documents
-from jobgpt.dataset import BATCH_BYTES, run
+from jobgpt.dataset import _batches, run
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wanted" / "postings.jsonl"
@@ -112,16 +112,9 @@ def _byte_level_tokenizer(texts: list[str], vocab_size: int, tmp: str) -> Path:
 
 
 def _time_encoder(tok_path: Path, texts: list[str]) -> float:
-    """Seconds for the tokenizer alone to encode ``texts`` in batches of ~BATCH_BYTES."""
+    """Seconds for the tokenizer alone to encode ``texts``, batched as the stage batches them."""
     tok = Tokenizer.from_file(str(tok_path))  # fresh: its word cache starts cold, as in a run
-    batches, batch, size = [], [], 0
-    for text in texts:
-        batch.append(text)
-        size += len(text.encode("utf-8"))
-        if size >= BATCH_BYTES:
-            batches.append(batch)
-            batch, size = [], 0
-    batches.append(batch)
+    batches = [batch for batch, _ in _batches((t, len(t.encode("utf-8"))) for t in texts)]
     start = time.perf_counter()
     for batch in batches:
         tok.encode_batch_fast(batch, add_special_tokens=False)

@@ -40,15 +40,6 @@ EXAMPLE = format_qa_document(QUESTION, DOC, ANSWER)
 CORPUS = [EXAMPLE, "=== [네이버] 프론트엔드 개발자 채용 ===\n우대 사항: React\n\nhello world"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight a busy machine's other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
     return train_tokenizer(CORPUS, vocab_size=300, min_frequency=1)

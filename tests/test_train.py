@@ -51,17 +51,8 @@ def build_data(root: Path, vocab_size: int = 400, n: int = 40) -> Path:
     return root
 
 
-# Tiny models run as fast on one CPU thread as on two, and one thread does not stall when other
-# processes hold the cores (OpenMP threads wait for each other): tests stay fast on shared CI.
+# Subprocesses train on one thread too, for the reason given in conftest.one_torch_thread.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

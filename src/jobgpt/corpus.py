@@ -80,13 +80,27 @@ def resolve_inputs(patterns: Sequence[str]) -> list[Path]:
 
     Order is the order of ``patterns``; within a directory or glob, sorted by path, so the same
     inputs always give the same corpus. Hidden files and directories (``.git``…) are skipped in
-    directories, silently, and only supported extensions are taken from them (`iter_documents`
-    logs the files left out, so a .docx or .hwp dropped in is not lost unnoticed). A directory
-    or glob also skips jobgpt's own outputs (see `pipeline_output`), so ``--input data`` still
-    works once data/ holds tokenizer.json and the bins. A file named on its own is never skipped
-    (our tokenizer.json or meta.json named so is refused, with a message saying what it is).
+    directories, silently, and only supported extensions are taken from them (the files left
+    out are logged, so a .docx or .hwp dropped in is not lost unnoticed). A directory or glob
+    also skips jobgpt's own outputs (see `pipeline_output`), so ``--input data`` still works
+    once data/ holds tokenizer.json and the bins. A file named on its own is never skipped (our
+    tokenizer.json or meta.json named so is refused, with a message saying what it is).
     """
-    return _resolve(patterns)[0]
+    if isinstance(patterns, str | os.PathLike):
+        patterns = [os.fspath(patterns)]
+    if not patterns:
+        raise InputError("no input given", "pass --input with corpus files, directories or globs")
+    seen: set[Path] = set()
+    files: list[Path] = []
+    skipped = _Skipped([], [])
+    for pattern in patterns:
+        for path in _expand(str(pattern), skipped):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(path)
+    skipped.log()
+    return files
 
 
 @dataclass
@@ -112,20 +126,25 @@ class _Skipped:
         return "; ".join(parts)
 
     def log(self) -> None:
-        """One line per kind of skipped file; hidden files are never mentioned."""
-        if self.outputs:
+        """One line per kind of skipped file; hidden files are never mentioned. A file reached
+        twice (a directory and a glob over it) is reported once."""
+        outputs, unsupported = (
+            list(dict.fromkeys(self.outputs)),
+            list(dict.fromkeys(self.unsupported)),
+        )
+        if outputs:
             logger.info(
                 "skipped %d jobgpt output file(s) in the inputs: %s",
-                len(self.outputs),
-                _named(self.outputs),
+                len(outputs),
+                _named(outputs),
             )
-        if self.unsupported:
+        if unsupported:
             logger.info(
                 "skipped %d file(s) with unsupported extensions: %s — %s%s",
-                len(self.unsupported),
-                _named(self.unsupported),
+                len(unsupported),
+                _named(unsupported),
                 _CONVERT_HINT,
-                _hwp_tip(self.unsupported),
+                _hwp_tip(unsupported),
             )
 
 
@@ -140,27 +159,6 @@ def _hwp_tip(paths: list[str]) -> str:
     if any(p.lower().endswith((".hwp", ".hwpx")) for p in paths):
         return " (.hwp: 한글에서 '다른 이름으로 저장' → 텍스트 문서(.txt))"
     return ""
-
-
-def _resolve(patterns: Sequence[str]) -> tuple[list[Path], _Skipped]:
-    """`resolve_inputs`, plus what directories and globs skipped (see `_Skipped`)."""
-    if isinstance(patterns, str | os.PathLike):
-        patterns = [os.fspath(patterns)]
-    if not patterns:
-        raise InputError("no input given", "pass --input with corpus files, directories or globs")
-    seen: set[Path] = set()
-    files: list[Path] = []
-    skipped = _Skipped([], [])
-    for pattern in patterns:
-        for path in _expand(str(pattern), skipped):
-            key = path.resolve()
-            if key not in seen:
-                seen.add(key)
-                files.append(path)
-    # A file reached twice (a directory and a glob over it) is reported once.
-    return files, _Skipped(
-        list(dict.fromkeys(skipped.outputs)), list(dict.fromkeys(skipped.unsupported))
-    )
 
 
 def _expand(pattern: str, skipped: _Skipped) -> list[Path]:
@@ -317,13 +315,16 @@ class _FileStats:
 
 
 def iter_documents(patterns: Sequence[str]) -> Iterator[Document]:
-    """Stream the documents of all inputs, file by file, in `resolve_inputs` order.
+    """Stream the documents of all inputs: `read_documents` of `resolve_inputs`."""
+    return read_documents(resolve_inputs(patterns))
+
+
+def read_documents(paths: Sequence[Path]) -> Iterator[Document]:
+    """Stream the documents of ``paths`` (as `resolve_inputs` gives them), file by file.
 
     Logs one line per file (how it was split) and a summary at the end. Raises InputError for a
-    missing input, a file that is not UTF-8 text, malformed JSON, or a file with no document.
+    file that is not UTF-8 text, malformed JSON, or a file with no document.
     """
-    paths, skipped_files = _resolve(patterns)
-    skipped_files.log()
     total = skipped = 0
     for path in paths:
         stats = _FileStats()
@@ -717,6 +718,7 @@ __all__ = [
     "ensure_default_corpus",
     "iter_documents",
     "pipeline_output",
+    "read_documents",
     "resolve_inputs",
     "run_demo_data",
 ]

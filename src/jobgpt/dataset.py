@@ -285,7 +285,7 @@ def _copy_splits(
 
 def run(cfg: DatasetConfig) -> dict[str, Any]:
     """`jobgpt dataset`: encode the corpus into train.bin/val.bin and write meta.json."""
-    from jobgpt.corpus import ensure_default_corpus, iter_documents, resolve_inputs
+    from jobgpt.corpus import ensure_default_corpus, read_documents, resolve_inputs
 
     _check_config(cfg)
     ensure_default_corpus(cfg.input)
@@ -294,13 +294,14 @@ def run(cfg: DatasetConfig) -> dict[str, Any]:
     dtype = token_dtype(vocab_size)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = [{"path": str(p), "bytes": p.stat().st_size} for p in resolve_inputs(cfg.input)]
+    paths = resolve_inputs(cfg.input)
+    sources = [{"path": str(p), "bytes": p.stat().st_size} for p in paths]
 
     start = time.perf_counter()
     tmp = {name: temp_path(out_dir / BIN_FILES[name]) for name in SPLITS}
     spool = temp_path(out_dir / "spool.bin")
     try:
-        texts = (doc.text for doc in iter_documents(cfg.input))
+        texts = (doc.text for doc in read_documents(paths))
         corpus = _encode_corpus(texts, tok, spool, dtype, cfg.group_min_chars)
         split = _assign_splits(corpus, cfg)
         counts = _copy_splits(spool, dtype, corpus.doc_tokens, split.is_val, tmp)
