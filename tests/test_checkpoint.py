@@ -13,7 +13,6 @@ import torch
 from test_train import build_data, tiny
 
 from jobgpt.checkpoint import (
-    atomic_open,
     check_tokenizer_match,
     load_checkpoint,
     model_from_checkpoint,
@@ -23,6 +22,7 @@ from jobgpt.checkpoint import (
     tokenizer_from_checkpoint,
 )
 from jobgpt.errors import CheckpointError
+from jobgpt.files import atomic_open
 from jobgpt.tokenizer import tokenizer_sha256
 from jobgpt.train import Trainer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobgpt.cli import main, run_stage
+from jobgpt.cli import main
 from jobgpt.corpus import Document, iter_documents, resolve_inputs
 from jobgpt.errors import InputError
 from jobgpt.postings import record_text, render_posting
@@ -20,6 +20,7 @@ from jobgpt.qa import (
     parse_qa_document,
     split_qa_blocks,
 )
+from jobgpt.stages import run_stage
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

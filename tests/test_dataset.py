@@ -12,7 +12,8 @@ import pytest
 from jobgpt.config import DatasetConfig, make_config
 from jobgpt.dataset import Groups, TokenBins, load_meta, run, token_dtype
 from jobgpt.errors import DataError
-from jobgpt.tokenizer import EOT, save_tokenizer, train_tokenizer
+from jobgpt.qa import EOT
+from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COMPANIES = ["메디인테크", "라이브나우", "코드스쿼드", "데이터랩", "그린에너지", "핀테크원"]

@@ -11,8 +11,13 @@ import pytest
 
 from jobgpt.cli import main
 from jobgpt.config import DEFAULT_CORPUS, DemoDataConfig
-from jobgpt.corpus import ensure_default_corpus, iter_documents
-from jobgpt.demo_corpus import ROLES, generate_demo_corpus, write_demo_corpus
+from jobgpt.corpus import iter_documents
+from jobgpt.demo_corpus import (
+    ROLES,
+    ensure_default_corpus,
+    generate_demo_corpus,
+    write_demo_corpus,
+)
 from jobgpt.qa import parse_qa_document
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from jobgpt.checkpoint import TRAIN_COMMAND, model_config_dict, save_checkpoint
-from jobgpt.cli import run_stage
+from jobgpt.checkpoint import model_config_dict, save_checkpoint
+from jobgpt.commands import command
 from jobgpt.config import GenerateConfig, ModelConfig
 from jobgpt.errors import CheckpointError, ConfigError, InputError
 from jobgpt.generate import (
@@ -25,9 +25,10 @@ from jobgpt.generate import (
     build_prompt,
 )
 from jobgpt.model import GPT
-from jobgpt.qa import ANSWER_END, build_qa_prompt, format_qa_document
+from jobgpt.qa import ANSWER_END, EOT, build_qa_prompt, format_qa_document
 from jobgpt.sampling import ContextWindow, generate_tokens, penalize_repetition, sample_next
-from jobgpt.tokenizer import EOT, tokenizer_sha256, train_tokenizer
+from jobgpt.stages import run_stage
+from jobgpt.tokenizer import tokenizer_sha256, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -378,7 +379,7 @@ def test_bad_doc_files_are_refused(tmp_path: Path, name: str, content, problem: 
 def test_a_missing_checkpoint_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as err:
         run_stage("generate", {"checkpoint": str(tmp_path / "ckpt.pt")})
-    assert TRAIN_COMMAND in err.value.hint
+    assert command("train") in err.value.hint
 
 
 @pytest.mark.parametrize(
@@ -454,7 +455,7 @@ def test_script_prints_several_samples_and_explains_errors(tmp_path: Path, tok: 
 
     bad = run_script("--checkpoint", str(tmp_path / "none.pt"))
     assert bad.returncode == 1
-    assert "error:" in bad.stderr and TRAIN_COMMAND in bad.stderr
+    assert "error:" in bad.stderr and command("train") in bad.stderr
     assert "Traceback" not in bad.stderr and bad.stdout == ""
 
 

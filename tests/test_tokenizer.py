@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,14 +15,11 @@ import pytest
 
 from jobgpt.config import TokenizerConfig, make_config
 from jobgpt.errors import ConfigError, DataError
-from jobgpt.qa import QA_MARKERS
+from jobgpt.qa import EOT, PAD, QA_MARKERS
 from jobgpt.tokenizer import (
     BYTE_TOKENS,
-    EOT,
     FIRST_BYTE_ID,
-    PAD,
     SPECIAL_TOKENS,
-    file_sha256,
     load_tokenizer,
     measure,
     run,
@@ -195,7 +193,11 @@ def test_save_load_and_fingerprints_agree(tok, tmp_path):
     path = save_tokenizer(tok, tmp_path / "sub" / "tokenizer.json")
     loaded = load_tokenizer(path)
     assert loaded.to_str() == tok.to_str()
-    assert file_sha256(path) == tokenizer_sha256(tok) == tokenizer_sha256(loaded)
+    assert (
+        hashlib.sha256(path.read_bytes()).hexdigest()
+        == tokenizer_sha256(tok)
+        == tokenizer_sha256(loaded)
+    )
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
     text = "저장 후에도 같은 토큰 😀"
     assert loaded.encode(text).ids == tok.encode(text).ids

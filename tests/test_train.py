@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from jobgpt.checkpoint import load_checkpoint
-from jobgpt.cli import main, run_stage
+from jobgpt.cli import main
 from jobgpt.config import TRAIN_PRESETS, TrainConfig, make_config
 from jobgpt.corpus import resolve_inputs
 from jobgpt.errors import CheckpointError, ConfigError, DataError
+from jobgpt.stages import run_stage
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 from jobgpt.train import (
     Trainer,

@@ -15,24 +15,21 @@ can read it without executing any pickled code):
 
 from __future__ import annotations
 
-import os
 import platform
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from jobgpt.commands import command
 from jobgpt.config import ModelConfig, TrainConfig, make_config
 from jobgpt.errors import CheckpointError, ConfigError
-from jobgpt.tokenizer import temp_path
+from jobgpt.files import atomic_open
 
 FORMAT_VERSION = 1
-TRAIN_COMMAND = "uv run python scripts/train_gpt.py"
 
 # Settings that describe *this invocation* rather than the run: --resume never takes them from
 # the checkpoint. (Not the preset: it names the run's settings, so the checkpoint's stays.)
@@ -50,25 +47,6 @@ INVOCATION_FIELDS = frozenset(
     }
 )
 ARCHITECTURE_FIELDS = frozenset({"block_size", "n_layer", "n_head", "n_embd", "bias"})
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file in `path`'s directory; on success rename it over `path`.
-
-    Readers see the old file or the new one, never half of one — even if the writer is killed.
-    The file gets the usual permissions (umask), like every other output of the pipeline.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _damaged_hint(path: Path) -> str:
@@ -94,7 +72,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist",
-            f"train one first with `{TRAIN_COMMAND}` (or pass --checkpoint PATH)",
+            f"train one first with `{command('train')}` (or pass --checkpoint PATH)",
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -106,7 +84,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(
             f"{path} is not a jobgpt checkpoint (no model_config/model entries)",
-            f"point --checkpoint at a file written by `{TRAIN_COMMAND}`",
+            f"point --checkpoint at a file written by `{command('train')}`",
         )
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
@@ -144,7 +122,7 @@ def tokenizer_from_checkpoint(ckpt: dict[str, Any]):  # -> tokenizers.Tokenizer
     if not info or "json" not in info:
         raise CheckpointError(
             "the checkpoint carries no tokenizer",
-            f"it was not written by this version of jobgpt; train again with `{TRAIN_COMMAND}`",
+            f"it was not written by this version of jobgpt; train again with `{command('train')}`",
         )
     return Tokenizer.from_str(info["json"])
 

@@ -1,65 +1,23 @@
 """`jobgpt <stage> [flags]`: one subcommand per pipeline stage.
 
-Flags are generated from the stage's config dataclass in `jobgpt.config`, so a default lives in
-exactly one place. Stage modules are imported only when their subcommand runs, which keeps
-`jobgpt --help` instant (no torch import).
+Flags are generated from each stage's config dataclass (`jobgpt.config`, via the stage table in
+`jobgpt.stages`), so a default lives in exactly one place. Stage modules are imported only when
+their subcommand runs, which keeps `jobgpt --help` instant (no torch import).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import types
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from jobgpt import config as cfg
 from jobgpt.errors import JobGPTError
-
-
-@dataclass(frozen=True)
-class Stage:
-    config: type  # the stage's config dataclass
-    target: str  # "module:function" called with the built config
-    help: str
-
-
-STAGES: dict[str, Stage] = {
-    "demo": Stage(
-        cfg.DemoConfig,
-        "jobgpt.demo:run",
-        "the whole pipeline on the built-in demo corpus (about 10 minutes on 2 CPU cores)",
-    ),
-    "demo-data": Stage(
-        cfg.DemoDataConfig,
-        "jobgpt.demo_corpus:run_demo_data",
-        "write the synthetic Korean job-posting demo corpus",
-    ),
-    "tokenizer": Stage(
-        cfg.TokenizerConfig,
-        "jobgpt.tokenizer:run",
-        "stage 1: train the BPE tokenizer -> data/tokenizer.json",
-    ),
-    "dataset": Stage(
-        cfg.DatasetConfig,
-        "jobgpt.dataset:run",
-        "stage 2: encode the corpus -> data/train.bin, val.bin, meta.json",
-    ),
-    "train": Stage(
-        cfg.TrainConfig,
-        "jobgpt.train:run",
-        "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt",
-    ),
-    "generate": Stage(
-        cfg.GenerateConfig,
-        "jobgpt.generate:run",
-        "stage 4: sample job-posting text from a checkpoint",
-    ),
-}
+from jobgpt.stages import STAGES, nest, run_stage
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,30 +78,9 @@ def _flag_type(tp: Any) -> tuple[type, bool]:
     return tp, False
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"model.n_layer": 2} -> {"model": {"n_layer": 2}}"""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = nested
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return nested
-
-
-def run_stage(name: str, values: dict[str, Any] | None = None) -> Any:
-    """Run one stage by name with explicit values (the rest from presets/defaults)."""
-    stage = STAGES[name]
-    config = cfg.make_config(stage.config, values)
-    module_name, func_name = stage.target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return func(config)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    values = _nest({k: v for k, v in vars(args).items() if k != "stage"})
+    values = nest({k: v for k, v in vars(args).items() if k != "stage"})
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         # Log lines go through tqdm.write, so they never garble an active progress bar.

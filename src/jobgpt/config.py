@@ -2,13 +2,19 @@
 
 Each stage is configured by one dataclass. The CLI builds its flags from these fields (the
 ``help`` metadata becomes the flag's help), and the ``scripts/*.py`` wrappers run the same CLI, so
-no default is ever written twice. This module must stay cheap to import: no torch here.
+no default is ever written twice. Each dataclass checks its values when it is built
+(`__post_init__`), so a config made in code gets the same clear errors as one made from flags.
+This module must stay cheap to import: no torch here.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from jobgpt.errors import ConfigError
 
 # The reference pipeline's paths. Relative paths resolve against the current directory, as the
 # reference `uv run python scripts/...` commands expect (run them from the repo root).
@@ -19,6 +25,7 @@ CHECKPOINT_DIR = "checkpoints"
 DEFAULT_CHECKPOINT = f"{CHECKPOINT_DIR}/ckpt.pt"
 
 DEFAULT_SEED = 1337
+DEFAULT_NUM_SAMPLES = 3  # `jobgpt generate` draws this many samples unless told otherwise
 
 
 def arg(default: Any, help: str, **extra: Any) -> Any:
@@ -35,6 +42,9 @@ class DemoDataConfig:
     seed: int = arg(DEFAULT_SEED, "random seed: the same seed writes the same corpus")
     overwrite: bool = arg(False, "replace --out if it already exists (it may be a real corpus)")
 
+    def __post_init__(self) -> None:
+        _at_least_1(n=self.n)
+
 
 @dataclass
 class TokenizerConfig:
@@ -43,6 +53,9 @@ class TokenizerConfig:
     out: str = arg(DEFAULT_TOKENIZER, "where to save tokenizer.json")
     min_frequency: int = arg(2, "a merge must occur at least this often to be learned")
     seed: int = arg(DEFAULT_SEED, "seed for the held-out slice of the health report")
+
+    def __post_init__(self) -> None:
+        _at_least_1(vocab_size=self.vocab_size, min_frequency=self.min_frequency)
 
 
 @dataclass
@@ -56,6 +69,19 @@ class DatasetConfig:
     group_min_chars: int = arg(
         100, "paragraphs this long or longer tie documents sharing them to one split (0 = off)"
     )
+
+    def __post_init__(self) -> None:
+        _at_least_1(block_size=self.block_size)
+        _require(
+            0.0 < self.val_fraction < 1.0,
+            f"--val-fraction {self.val_fraction} is not between 0 and 1",
+            "use e.g. 0.05",
+        )
+        _require(
+            self.group_min_chars >= 0,
+            f"--group-min-chars {self.group_min_chars} is negative",
+            "use 0 (off) or e.g. 100",
+        )
 
 
 @dataclass
@@ -75,6 +101,21 @@ class ModelConfig:
         0.0, "dropout on embeddings and residual branches (try 0.1 if overfitting)"
     )
     bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2")
+
+    def __post_init__(self) -> None:
+        _at_least_1(
+            vocab_size=self.vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+        )
+        check_heads(self.n_embd, self.n_head)
+        _require(
+            0 <= self.dropout < 1,
+            f"--dropout must be in [0, 1), got {self.dropout}",
+            "use 0 (the default) or e.g. 0.1",
+        )
 
 
 @dataclass
@@ -112,12 +153,41 @@ class TrainConfig:
     seed: int = arg(DEFAULT_SEED, "random seed for init and batch sampling")
     resume: bool = arg(False, "continue from out_dir/ckpt.pt exactly where it stopped")
     overwrite: bool = arg(False, "start over even if out_dir already holds a checkpoint")
-    # Filled by make_config: the settings given explicitly (typed flags), as dotted names such as
-    # "lr" or "model.dropout". --resume lets exactly these override the checkpoint, so a typed
-    # value equal to the preset's default still counts. None for a TrainConfig built directly.
-    explicit: tuple[str, ...] | None = arg(
-        None, "settings given explicitly (filled by make_config)", cli=False
-    )
+
+    def __post_init__(self) -> None:
+        _at_least_1(
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            max_steps=self.max_steps,
+            eval_interval=self.eval_interval,
+            eval_windows=self.eval_windows,
+        )
+        checks = [
+            (
+                self.lr > 0 and math.isfinite(self.lr),
+                f"--lr must be a positive number, got {self.lr}",
+            ),
+            (
+                0 <= self.min_lr_ratio <= 1,
+                f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}",
+            ),
+            (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
+            (self.max_minutes >= 0, f"--max-minutes must be >= 0, got {self.max_minutes}"),
+            (self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)"),
+            (self.log_interval >= 0, f"--log-interval must be >= 0, got {self.log_interval}"),
+            (
+                self.compile in ("auto", "on", "off"),
+                f"--compile must be auto, on or off, not {self.compile!r}",
+            ),
+            (
+                not (self.resume and self.overwrite),
+                "--resume and --overwrite contradict each other",
+            ),
+        ]
+        for ok, message in checks:
+            _require(ok, message, "fix the flag's value (see `jobgpt train --help`)")
 
 
 # Presets fill in fields the user did not pass on the command line; explicit flags always win.
@@ -163,7 +233,9 @@ class GenerateConfig:
     doc_file: str | None = arg(
         None, "question-answer mode: a posting as .txt or .json; prints the answer"
     )
-    num_samples: int = arg(3, "samples to draw, run together as one batch")
+    num_samples: int | None = arg(
+        None, f"samples to draw, as one batch (unset: {DEFAULT_NUM_SAMPLES}, or 1 when greedy)"
+    )
     max_new_tokens: int = arg(200, "tokens to generate per sample at most")
     temperature: float = arg(0.8, "sampling temperature; 0 = greedy (deterministic)")
     top_k: int = arg(50, "sample from the k most likely tokens (0 = off)")
@@ -173,11 +245,20 @@ class GenerateConfig:
     seed: int = arg(DEFAULT_SEED, "random seed: the same seed gives the same text")
     stream: bool = arg(True, "print text as it is generated")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
-    # Filled by make_config: the flags the user typed. Greedy decoding draws one sample unless
-    # --num-samples was typed (even with the default value). None for a config built directly.
-    explicit: tuple[str, ...] | None = arg(
-        None, "settings given explicitly (filled by make_config)", cli=False
-    )
+
+    def __post_init__(self) -> None:
+        check_sampling(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
+        check_generation(
+            1 if self.num_samples is None else self.num_samples, self.max_new_tokens, self.stop
+        )
+
+    @property
+    def samples(self) -> int:
+        """--num-samples if given; else one for greedy decoding (every sample would be the
+        same), DEFAULT_NUM_SAMPLES otherwise."""
+        if self.num_samples is not None:
+            return self.num_samples
+        return 1 if self.temperature == 0 else DEFAULT_NUM_SAMPLES
 
 
 @dataclass
@@ -191,52 +272,32 @@ class DemoConfig:
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = arg(DEFAULT_SEED, "seed for the corpus, the split and training")
 
-
-PRESETS: dict[type, dict[str, dict[str, Any]]] = {TrainConfig: TRAIN_PRESETS}
+    def __post_init__(self) -> None:
+        _at_least_1(n=self.n, vocab_size=self.vocab_size)
 
 
 def make_config(cls: type, values: dict[str, Any] | None = None) -> Any:
     """Build a stage config from (possibly nested) values, filling the rest from defaults.
 
     For stages with presets, the chosen preset's values come first and explicit values override
-    them, so `--preset tiny --lr 1e-2` means "tiny, but with this learning rate". A config with an
-    `explicit` field records the names given in `values` there (dotted for nested configs: the
-    CLI passes only typed flags, so these are what the user typed), unless `values` sets it.
+    them, so `--preset tiny --lr 1e-2` means "tiny, but with this learning rate".
     """
-    from jobgpt.errors import ConfigError
-
     values = dict(values or {})
-    if "explicit" in {f.name for f in fields(cls)} and "explicit" not in values:
-        values["explicit"] = _dotted_names(values)
-    elif values.get("explicit") is not None:  # e.g. a list, from a checkpoint's train_config
-        values["explicit"] = tuple(values["explicit"])
-    presets = PRESETS.get(cls)
-    if presets is not None:
+    if cls is TrainConfig:
         name = values.get("preset", cls().preset)
-        if name not in presets:
+        if name not in TRAIN_PRESETS:
             raise ConfigError(
-                f"unknown preset {name!r}", f"choose one of: {', '.join(sorted(presets))}"
+                f"unknown preset {name!r}", f"choose one of: {', '.join(sorted(TRAIN_PRESETS))}"
             )
-        values = _deep_merge(presets[name], values)
+        values = deep_merge(TRAIN_PRESETS[name], values)
     return _build(cls, values)
 
 
-def _dotted_names(values: dict[str, Any], prefix: str = "") -> tuple[str, ...]:
-    """{"lr": 1e-3, "model": {"dropout": 0.0}} -> ("lr", "model.dropout"), sorted."""
-    names: list[str] = []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            names += _dotted_names(value, f"{prefix}{key}.")
-        else:
-            names.append(prefix + key)
-    return tuple(sorted(names))
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -247,6 +308,9 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
     from typing import get_type_hints
 
     hints = get_type_hints(cls)
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in values:
@@ -255,7 +319,70 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
         if is_dataclass(hints[f.name]) and isinstance(value, dict):
             value = _build(hints[f.name], value)
         kwargs[f.name] = value
-    unknown = set(values) - {f.name for f in fields(cls)}
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
     return cls(**kwargs)
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _require(ok: bool, message: str, hint: str) -> None:
+    if not ok:
+        raise ConfigError(message, hint)
+
+
+def _at_least_1(**values: int) -> None:
+    for name, value in values.items():
+        _require(
+            value >= 1,
+            f"--{name.replace('_', '-')} must be at least 1, got {value}",
+            "pass a positive whole number",
+        )
+
+
+def check_heads(n_embd: int, n_head: int) -> None:
+    """Each head attends in n_embd / n_head channels, so the width must split evenly."""
+    if n_embd % n_head == 0:
+        return
+    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
+    below = [d for d in divisors if d < n_head][-1:]
+    above = [d for d in divisors if d > n_head][:1]
+    heads = " or ".join(str(d) for d in below + above)
+    widths = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
+    raise ConfigError(
+        f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each attention head gets "
+        "n_embd / n_head channels",
+        f"use --n-head {heads} (divisors of {n_embd} near {n_head}), or keep {n_head} heads with "
+        f"--n-embd {' or '.join(str(w) for w in widths)}",
+    )
+
+
+def check_sampling(temperature: float, top_k: int, top_p: float, repetition_penalty: float) -> None:
+    """Raise a ConfigError naming the flag when a sampling setting is out of range."""
+    _require(
+        temperature >= 0,
+        f"--temperature {temperature} is negative",
+        "use 0 for greedy decoding, or a positive value such as 0.8",
+    )
+    _require(top_k >= 0, f"--top-k {top_k} is negative", "use 0 (off) or a positive k, e.g. 50")
+    _require(
+        0 < top_p <= 1,
+        f"--top-p {top_p} is outside (0, 1]",
+        "use 1.0 (off) or a share such as 0.95",
+    )
+    _require(
+        repetition_penalty >= 1,
+        f"--repetition-penalty {repetition_penalty} is below 1 (it would reward repeats)",
+        "use 1.0 (off) or a value slightly above, such as 1.1",
+    )
+
+
+def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str]) -> None:
+    _require(
+        num_samples >= 1, f"--num-samples {num_samples} is below 1", "draw at least one sample"
+    )
+    _require(
+        max_new_tokens >= 1,
+        f"--max-new-tokens {max_new_tokens} is below 1",
+        "generate at least one token, e.g. 200",
+    )
+    _require(all(stop), "--stop got an empty string", "give non-empty stop strings")

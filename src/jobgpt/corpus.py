@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, NamedTuple
 from jobgpt.errors import InputError
 from jobgpt.postings import RECORD_KEYS_HINT, record_text
 from jobgpt.qa import ANSWER_END, is_qa_format, split_qa_blocks
-from jobgpt.tokenizer import EOT as END_OF_TEXT  # the document separator, defined once
+from jobgpt.qa import EOT as END_OF_TEXT  # the document separator, defined once
 
 logger = logging.getLogger(__name__)
 
@@ -693,32 +693,11 @@ def _record_document(record: Any, source: str, stats: _FileStats) -> Iterator[Do
         stats.first_skipped = f"at {source}, keys: {keys or 'none'}"
 
 
-# ---------------------------------------------------------------------------------------------
-# The demo corpus lives in `jobgpt.demo_corpus`; these wrappers import it lazily, so that
-# `jobgpt --help` and the readers do not load its word lists.
-
-
-def ensure_default_corpus(patterns: Sequence[str]) -> None:
-    """Write the demo corpus to data/samples.txt when that default input is asked for and absent."""
-    from jobgpt.demo_corpus import ensure_default_corpus as ensure
-
-    ensure(patterns)
-
-
-def run_demo_data(cfg: Any) -> Path:
-    """`jobgpt demo-data`: see `jobgpt.demo_corpus.run_demo_data`."""
-    from jobgpt.demo_corpus import run_demo_data as run
-
-    return run(cfg)
-
-
 __all__ = [
     "END_OF_TEXT",
     "Document",
-    "ensure_default_corpus",
     "iter_documents",
     "pipeline_output",
     "read_documents",
     "resolve_inputs",
-    "run_demo_data",
 ]

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,16 +37,12 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from jobgpt.commands import command
 from jobgpt.config import DATA_DIR, DatasetConfig
-from jobgpt.errors import ConfigError, DataError
-from jobgpt.tokenizer import (
-    EOT,
-    atomic_write_text,
-    load_tokenizer,
-    special_id,
-    temp_path,
-    tokenizer_sha256,
-)
+from jobgpt.errors import DataError
+from jobgpt.files import atomic_write_text, temp_path
+from jobgpt.qa import EOT
+from jobgpt.tokenizer import load_tokenizer, special_id, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -285,9 +280,9 @@ def _copy_splits(
 
 def run(cfg: DatasetConfig) -> dict[str, Any]:
     """`jobgpt dataset`: encode the corpus into train.bin/val.bin and write meta.json."""
-    from jobgpt.corpus import ensure_default_corpus, read_documents, resolve_inputs
+    from jobgpt.corpus import read_documents, resolve_inputs
+    from jobgpt.demo_corpus import ensure_default_corpus
 
-    _check_config(cfg)
     ensure_default_corpus(cfg.input)
     tok = load_tokenizer(cfg.tokenizer)
     vocab_size = tok.get_vocab_size()
@@ -317,19 +312,6 @@ def run(cfg: DatasetConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     _report(meta, corpus, split, seconds, out_dir)
     return meta
-
-
-def _check_config(cfg: DatasetConfig) -> None:
-    if not 0.0 < cfg.val_fraction < 1.0:
-        raise ConfigError(
-            f"--val-fraction {cfg.val_fraction} is not between 0 and 1", "use e.g. 0.05"
-        )
-    if cfg.block_size < 1:
-        raise ConfigError(f"--block-size {cfg.block_size} must be positive", "use e.g. 256")
-    if cfg.group_min_chars < 0:
-        raise ConfigError(
-            f"--group-min-chars {cfg.group_min_chars} is negative", "use 0 (off) or e.g. 100"
-        )
 
 
 def _check_split_sizes(counts: dict, cfg: DatasetConfig) -> None:
@@ -411,9 +393,9 @@ def _report(meta: dict, corpus: _Corpus, split: _Split, seconds: float, out_dir:
 def build_hint(data_dir: str | Path, again: bool = False) -> str:
     """How to (re)build the bins in `data_dir`: the command names that directory unless it is
     the default, since the dataset stage writes to data/ otherwise."""
-    out = "" if Path(data_dir) == Path(DATA_DIR) else f" --out-dir {shlex.quote(str(data_dir))}"
+    flags = [] if Path(data_dir) == Path(DATA_DIR) else ["--out-dir", data_dir]
     verb = "rebuild" if again else "build"
-    return f"{verb} them with `uv run python scripts/build_bin_dataset.py{out}` (jobgpt dataset)"
+    return f"{verb} them with `{command('dataset', *flags)}` (jobgpt dataset)"
 
 
 def load_meta(data_dir: str | Path) -> dict[str, Any]:

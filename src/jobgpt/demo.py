@@ -15,8 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from jobgpt.cli import run_stage
+from jobgpt.commands import command
 from jobgpt.config import DemoConfig
+from jobgpt.stages import run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def _print_where(p: dict[str, Path], summary: dict[str, Any]) -> None:
         f"checkpoints {p['ckpt_dir']}/ckpt.pt (latest), best.pt (best val loss)",
         f"loss curve  {p['ckpt_dir']}/loss.png   metrics: {p['ckpt_dir']}/metrics.jsonl",
         f"training    {summary.get('summary', '')}",
-        "next        uv run jobgpt generate --checkpoint "
-        f"{p['best']} --prompt '서울에서 React 개발자를'",
+        "next        "
+        + command("generate", "--checkpoint", p["best"], "--prompt", "서울에서 React 개발자를"),
     ]
     print("\n".join(lines), flush=True)

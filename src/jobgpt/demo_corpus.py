@@ -23,6 +23,7 @@ from pathlib import Path
 
 from jobgpt.config import DEFAULT_CORPUS, DemoDataConfig
 from jobgpt.errors import ConfigError
+from jobgpt.files import atomic_open
 from jobgpt.postings import render_posting
 from jobgpt.qa import BLOCK_SEPARATOR, format_qa_document
 
@@ -1069,26 +1070,14 @@ def generate_demo_corpus(n: int, seed: int) -> Iterator[str]:
 
 def write_demo_corpus(path: str | os.PathLike[str], n: int, seed: int) -> Path:
     """Write ``n`` examples to ``path`` atomically (a crash never leaves half a corpus)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp name in the same directory, so os.replace is atomic; plain open() (unlike mkstemp)
-    # gives the file the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            for text in generate_demo_corpus(n, seed):
-                f.write(text + BLOCK_SEPARATOR)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "w") as f:
+        for text in generate_demo_corpus(n, seed):
+            f.write(text + BLOCK_SEPARATOR)
+    return Path(path)
 
 
 def run_demo_data(cfg: DemoDataConfig) -> Path:
     """`jobgpt demo-data`: write the synthetic corpus to ``cfg.out``."""
-    if cfg.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {cfg.n}", "pass --n 3000 (the default)")
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise ConfigError(

@@ -34,19 +34,19 @@ import torch
 from tokenizers import Tokenizer
 
 from jobgpt.checkpoint import (
-    TRAIN_COMMAND,
     load_checkpoint,
     model_from_checkpoint,
     tokenizer_from_checkpoint,
 )
-from jobgpt.config import GenerateConfig
+from jobgpt.commands import command
+from jobgpt.config import GenerateConfig, check_generation
 from jobgpt.errors import CheckpointError, ConfigError, InputError
 from jobgpt.model import GPT
-from jobgpt.qa import ANSWER_END, build_qa_prompt
+from jobgpt.qa import ANSWER_END, EOT, PAD, build_qa_prompt
 from jobgpt.runtime import resolve_device
-from jobgpt.sampling import check_sampling, generate_tokens
+from jobgpt.sampling import generate_tokens
 from jobgpt.streaming import REPLACEMENT_CHAR, IncrementalDecoder, StopStrings
-from jobgpt.tokenizer import EOT, PAD, special_id
+from jobgpt.tokenizer import special_id
 
 logger = logging.getLogger(__name__)
 
@@ -250,21 +250,12 @@ class TextGenerator:
         ]
 
 
-def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str]) -> None:
-    if num_samples < 1:
-        raise ConfigError(f"--num-samples {num_samples} is below 1", "draw at least one sample")
-    if max_new_tokens < 1:
-        raise ConfigError(
-            f"--max-new-tokens {max_new_tokens} is below 1", "generate at least one token, e.g. 200"
-        )
-    if any(not s for s in stop):
-        raise ConfigError("--stop got an empty string", "give non-empty stop strings")
-
-
 def check_checkpoint_tokenizer(ckpt: dict[str, Any], tokenizer: Tokenizer, path: Any) -> None:
     """Refuse a checkpoint whose embedded tokenizer does not fit its model (ids would be wrong)."""
     info = ckpt["tokenizer"]
-    fix = f"the checkpoint is damaged or was assembled by hand; train again with `{TRAIN_COMMAND}`"
+    fix = (
+        f"the checkpoint is damaged or was assembled by hand; train again with `{command('train')}`"
+    )
     expected = info.get("sha256")
     actual = hashlib.sha256(info["json"].encode("utf-8")).hexdigest()
     if expected is not None and expected != actual:
@@ -291,8 +282,6 @@ def check_checkpoint_tokenizer(ckpt: dict[str, Any], tokenizer: Tokenizer, path:
 
 def run(cfg: GenerateConfig) -> list[Completion]:
     """`jobgpt generate`: print samples (or a QA answer) to stdout; logs go to stderr."""
-    check_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.repetition_penalty)
-    check_generation(cfg.num_samples, cfg.max_new_tokens, cfg.stop)
     prompt, echo = build_prompt(cfg)
     gen = TextGenerator.from_checkpoint(cfg.checkpoint, cfg.device)
     num_samples = samples_to_draw(cfg)
@@ -331,29 +320,15 @@ def run(cfg: GenerateConfig) -> list[Completion]:
 
 
 def samples_to_draw(cfg: GenerateConfig) -> int:
-    """How many samples to draw: one for greedy decoding unless --num-samples was typed.
-
-    Temperature 0 always picks the most likely token, so every sample would be the same text;
-    printing the default 3 copies looks like a bug. A typed --num-samples is obeyed (the user
-    may be timing a batch), with a warning.
-    """
-    n = cfg.num_samples
-    if cfg.temperature != 0 or n == 1:
-        return n
-    typed = n != _DEFAULTS.num_samples if cfg.explicit is None else "num_samples" in cfg.explicit
-    if typed:
+    """`cfg.samples`, with a warning when a typed --num-samples asks greedy decoding (which is
+    deterministic) for several identical samples: obeyed, the user may be timing a batch."""
+    if cfg.temperature == 0 and cfg.samples > 1:
         logger.warning(
             "temperature 0 is greedy decoding, which is deterministic: all %d samples will be "
             "identical",
-            n,
+            cfg.samples,
         )
-        return n
-    logger.info(
-        "temperature 0 is greedy decoding, which is deterministic: printing 1 sample, not %d "
-        "identical ones (pass --num-samples to draw them anyway)",
-        n,
-    )
-    return 1
+    return cfg.samples
 
 
 def build_prompt(cfg: GenerateConfig) -> tuple[str, str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobgpt.files import atomic_open
+
 # A change smaller than this (in nats) is noise, not an improvement.
 MIN_DELTA = 1e-3
 # Repeating data: a few epochs are nearly as good as fresh text, returns fade past ~16 and vanish
@@ -257,8 +259,6 @@ class MetricsLog:
     def reset(self, keep_through_step: int | None = None) -> None:
         """Start the file afresh, or (on resume) keep only records up to the checkpoint's step,
         so steps that are about to be redone do not appear twice."""
-        from jobgpt.checkpoint import atomic_open
-
         kept = []
         if keep_through_step is not None:
             kept = [r for r in self.read() if r["step"] <= keep_through_step]
@@ -284,8 +284,6 @@ def plot_losses(records: Sequence[dict[str, Any]], path: str | Path) -> None:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from jobgpt.checkpoint import atomic_open
 
     evals = [r for r in records if r["kind"] == "eval"]
     steps = [r for r in records if r["kind"] == "step"]

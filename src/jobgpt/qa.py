@@ -1,4 +1,4 @@
-"""The reference question-answer training format: the ONE place that knows how it is written.
+"""The reference question-answer format, and the special tokens: the ONE place that knows them.
 
 A training example (see ``samples.txt`` of the reference pipeline) is three marked blocks,
 separated by one blank line::
@@ -25,6 +25,10 @@ prompt is always a byte-exact prefix of what the model saw in training.
 from __future__ import annotations
 
 from typing import NamedTuple
+
+# The two control tokens of the token stream (the tokenizer makes each one special token).
+EOT = "<|endoftext|>"  # ends every document in the token stream
+PAD = "<|pad|>"  # fills ragged batches; never inside a document
 
 QUESTION_START = "[QUESTION]"
 QUESTION_END = "[/QUESTION]"

@@ -23,30 +23,10 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from jobgpt.errors import ConfigError
+from jobgpt.config import check_sampling
 from jobgpt.model import GPT, KVCache
 
 logger = logging.getLogger(__name__)
-
-
-def check_sampling(temperature: float, top_k: int, top_p: float, repetition_penalty: float) -> None:
-    """Raise a ConfigError naming the flag when a sampling setting is out of range."""
-    if temperature < 0:
-        raise ConfigError(
-            f"--temperature {temperature} is negative",
-            "use 0 for greedy decoding, or a positive value such as 0.8",
-        )
-    if top_k < 0:
-        raise ConfigError(f"--top-k {top_k} is negative", "use 0 (off) or a positive k, e.g. 50")
-    if not 0 < top_p <= 1:
-        raise ConfigError(
-            f"--top-p {top_p} is outside (0, 1]", "use 1.0 (off) or a share such as 0.95"
-        )
-    if repetition_penalty < 1:
-        raise ConfigError(
-            f"--repetition-penalty {repetition_penalty} is below 1 (it would reward repeats)",
-            "use 1.0 (off) or a value slightly above, such as 1.1",
-        )
 
 
 def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -21,10 +21,8 @@ then characters and merges in the order BPE learned them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -36,14 +34,14 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from jobgpt.commands import command
 from jobgpt.config import TokenizerConfig
 from jobgpt.errors import ConfigError, DataError
-from jobgpt.qa import QA_MARKERS
+from jobgpt.files import atomic_write_text, sha256_text
+from jobgpt.qa import EOT, PAD, QA_MARKERS
 
 logger = logging.getLogger(__name__)
 
-EOT = "<|endoftext|>"  # ends every document in the token stream
-PAD = "<|pad|>"  # fills ragged batches; never inside a document
 SPECIAL_TOKENS: tuple[str, ...] = (EOT, PAD, *QA_MARKERS)
 # EOT and PAD are control tokens: decode(..., skip_special_tokens=True) drops them. The QA markers
 # are text the model reads and writes, so decode always keeps them.
@@ -222,7 +220,7 @@ def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load a tokenizer.json written by `jobgpt tokenizer`, with a clear error if it is not one."""
     path = Path(path)
-    fix = "train one with `uv run python scripts/train_tokenizer.py` (jobgpt tokenizer)"
+    fix = f"train one with `{command('tokenizer')}` (jobgpt tokenizer)"
     if not path.is_file():
         raise DataError(f"tokenizer not found: {path}", fix)
     try:
@@ -235,22 +233,13 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     return tok
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def tokenizer_sha256(tok: Tokenizer) -> str:
     """Hex sha256 of the canonical JSON ``tok.to_str()``.
 
-    `save_tokenizer` writes exactly that string, so this equals `file_sha256` of the saved file,
+    `save_tokenizer` writes exactly that string, so this equals the sha256 of the saved file,
     and a checkpoint that embeds the JSON string can be matched against the file on disk.
     """
-    return hashlib.sha256(tok.to_str().encode("utf-8")).hexdigest()
+    return sha256_text(tok.to_str())
 
 
 def special_id(tok: Tokenizer, token: str) -> int:
@@ -259,30 +248,9 @@ def special_id(tok: Tokenizer, token: str) -> int:
     if token_id is None:
         raise DataError(
             f"the tokenizer has no {token!r} token",
-            "retrain it with `uv run python scripts/train_tokenizer.py` (jobgpt tokenizer)",
+            f"retrain it with `{command('tokenizer')}` (jobgpt tokenizer)",
         )
     return token_id
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` to a temp file beside ``path``, then rename it over ``path``.
-
-    Readers see the old file or the new one, never half of one, even if the writer is killed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden, process-specific temp name beside ``path`` (same filesystem: rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 # --- health report --------------------------------------------------------------------------------
@@ -345,7 +313,8 @@ def _split_held_out(
 
 def run(cfg: TokenizerConfig) -> Tokenizer:
     """`jobgpt tokenizer`: train on the corpus, save tokenizer.json, log a health report."""
-    from jobgpt.corpus import ensure_default_corpus, iter_documents
+    from jobgpt.corpus import iter_documents
+    from jobgpt.demo_corpus import ensure_default_corpus
 
     ensure_default_corpus(cfg.input)
     held_out: list[str] = []

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shlex
 import signal
 import threading
 import time
@@ -37,6 +36,7 @@ from tokenizers import Tokenizer
 
 from jobgpt import checkpoint as ckpt_io
 from jobgpt import monitor
+from jobgpt.commands import command
 from jobgpt.config import TrainConfig
 from jobgpt.dataset import TokenBins, load_meta
 from jobgpt.errors import ConfigError, DataError, JobGPTError
@@ -65,7 +65,6 @@ MAX_WARMUP_PERCENT = 20  # integer arithmetic: the cap is exact
 # uv (and other wrappers without a terminal) forward the Ctrl-C that the child also receives:
 # a second SIGINT this soon after the first is the same keypress, not a request to quit at once.
 SAME_INTERRUPT_S = 2.0
-GENERATE_COMMAND = "uv run python scripts/generate.py"
 
 
 class TrainingDiverged(JobGPTError):
@@ -146,57 +145,6 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **fused)
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Reject settings the loop cannot run with, naming the flag."""
-    positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_windows")
-    architecture = ("block_size", "n_layer", "n_head", "n_embd")
-    values = [(n, getattr(cfg, n)) for n in positive]
-    values += [(n, getattr(cfg.model, n)) for n in architecture]
-    for name, value in values:
-        if value < 1:
-            raise ConfigError(
-                f"--{name.replace('_', '-')} must be at least 1, got {value}",
-                "pass a positive whole number",
-            )
-    check_heads(cfg.model.n_embd, cfg.model.n_head)
-    checks = [
-        (cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be a positive number, got {cfg.lr}"),
-        (0 <= cfg.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], got {cfg.min_lr_ratio}"),
-        (cfg.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {cfg.warmup_steps}"),
-        (cfg.max_minutes >= 0, f"--max-minutes must be >= 0, got {cfg.max_minutes}"),
-        (cfg.grad_clip >= 0, f"--grad-clip must be >= 0, got {cfg.grad_clip}"),
-        (cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}"),
-        (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)"),
-        (cfg.log_interval >= 0, f"--log-interval must be >= 0, got {cfg.log_interval}"),
-        (
-            cfg.compile in ("auto", "on", "off"),
-            f"--compile must be auto, on or off, not {cfg.compile!r}",
-        ),
-        (0 <= cfg.model.dropout < 1, f"--dropout must be in [0, 1), got {cfg.model.dropout}"),
-        (not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message, "fix the flag's value (see `jobgpt train --help`)")
-
-
-def check_heads(n_embd: int, n_head: int) -> None:
-    """Each head attends in n_embd / n_head channels, so the width must split evenly."""
-    if n_embd % n_head == 0:
-        return
-    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
-    below = [d for d in divisors if d < n_head][-1:]
-    above = [d for d in divisors if d > n_head][:1]
-    heads = " or ".join(str(d) for d in below + above)
-    widths = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
-    raise ConfigError(
-        f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each attention head gets "
-        "n_embd / n_head channels",
-        f"use --n-head {heads} (divisors of {n_embd} near {n_head}), or keep {n_head} heads with "
-        f"--n-embd {' or '.join(str(w) for w in widths)}",
-    )
-
-
 # --- the trainer -------------------------------------------------------------------------------
 
 
@@ -206,7 +154,6 @@ class Trainer:
     benchmarks and tests can drive them one at a time."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        validate(cfg)
         self.dist, self.device = init_distributed(cfg.device)
         if not self.dist.is_main:  # one voice: only rank 0 reports
             logging.getLogger("jobgpt").setLevel(logging.ERROR)
@@ -214,8 +161,7 @@ class Trainer:
         changes: list[str] = []
         if resume_from is not None:
             cfg, changes = ckpt_io.resume_config(cfg, resume_from)
-            validate(cfg)
-        self.cfg = cfg
+            self.cfg = cfg
         self.out_dir = Path(cfg.out_dir)
         self._open_data(resume_from)
         self.dtype, self.dtype_why = choose_dtype(self.device, cfg.dtype)
@@ -584,7 +530,7 @@ class Trainer:
             vocab_size=self.model_config.vocab_size,
             lr=cfg.lr,
             diagnosis=monitor.diagnose(self.history, cfg.patience, cfg.lr),
-            best_command=f"{GENERATE_COMMAND} --checkpoint {shlex.quote(str(best_path))}",
+            best_command=command("generate", "--checkpoint", best_path),
             more_steps_command=train_command(cfg, "--resume", *more),
         )
         return {
@@ -821,12 +767,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 def train_command(cfg: TrainConfig, *flags: str) -> str:
     """The seed script with `flags`, plus --data-dir/--out-dir where this run's are not the
     defaults: a command to copy and run as printed."""
-    parts = [ckpt_io.TRAIN_COMMAND, *flags]
+    parts = list(flags)
     for name in ("data_dir", "out_dir"):
         value = str(getattr(cfg, name))
         if value != getattr(TrainConfig(), name):
-            parts += [f"--{name.replace('_', '-')}", shlex.quote(value)]
-    return " ".join(parts)
+            parts += [f"--{name.replace('_', '-')}", value]
+    return command("train", *parts)
 
 
 # What allocators say when memory runs out: CUDA and MPS ("... out of memory"), and the CPU's
