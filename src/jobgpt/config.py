@@ -35,6 +35,75 @@ def arg(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _require(ok: bool, message: str, hint: str) -> None:
+    if not ok:
+        raise ConfigError(message, hint)
+
+
+def _at_least_1(**values: int) -> None:
+    for name, value in values.items():
+        _require(
+            value >= 1,
+            f"--{name.replace('_', '-')} must be at least 1, got {value}",
+            "pass a positive whole number",
+        )
+
+
+def check_heads(n_embd: int, n_head: int) -> None:
+    """Each head attends in n_embd / n_head channels, so the width must split evenly."""
+    if n_embd % n_head == 0:
+        return
+    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
+    below = [d for d in divisors if d < n_head][-1:]
+    above = [d for d in divisors if d > n_head][:1]
+    heads = " or ".join(str(d) for d in below + above)
+    widths = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
+    raise ConfigError(
+        f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each attention head gets "
+        "n_embd / n_head channels",
+        f"use --n-head {heads} (divisors of {n_embd} near {n_head}), or keep {n_head} heads with "
+        f"--n-embd {' or '.join(str(w) for w in widths)}",
+    )
+
+
+def check_sampling(temperature: float, top_k: int, top_p: float, repetition_penalty: float) -> None:
+    """Raise a ConfigError naming the flag when a sampling setting is out of range."""
+    _require(
+        temperature >= 0,
+        f"--temperature {temperature} is negative",
+        "use 0 for greedy decoding, or a positive value such as 0.8",
+    )
+    _require(top_k >= 0, f"--top-k {top_k} is negative", "use 0 (off) or a positive k, e.g. 50")
+    _require(
+        0 < top_p <= 1,
+        f"--top-p {top_p} is outside (0, 1]",
+        "use 1.0 (off) or a share such as 0.95",
+    )
+    _require(
+        repetition_penalty >= 1,
+        f"--repetition-penalty {repetition_penalty} is below 1 (it would reward repeats)",
+        "use 1.0 (off) or a value slightly above, such as 1.1",
+    )
+
+
+def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str]) -> None:
+    _require(
+        num_samples >= 1, f"--num-samples {num_samples} is below 1", "draw at least one sample"
+    )
+    _require(
+        max_new_tokens >= 1,
+        f"--max-new-tokens {max_new_tokens} is below 1",
+        "generate at least one token, e.g. 200",
+    )
+    _require(all(stop), "--stop got an empty string", "give non-empty stop strings")
+
+
+# --- the stages' settings ------------------------------------------------------------------------
+
+
 @dataclass
 class DemoDataConfig:
     out: str = arg(DEFAULT_CORPUS, "where to write the synthetic demo corpus")
@@ -320,69 +389,3 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
             value = _build(hints[f.name], value)
         kwargs[f.name] = value
     return cls(**kwargs)
-
-
-# --- checks --------------------------------------------------------------------------------------
-
-
-def _require(ok: bool, message: str, hint: str) -> None:
-    if not ok:
-        raise ConfigError(message, hint)
-
-
-def _at_least_1(**values: int) -> None:
-    for name, value in values.items():
-        _require(
-            value >= 1,
-            f"--{name.replace('_', '-')} must be at least 1, got {value}",
-            "pass a positive whole number",
-        )
-
-
-def check_heads(n_embd: int, n_head: int) -> None:
-    """Each head attends in n_embd / n_head channels, so the width must split evenly."""
-    if n_embd % n_head == 0:
-        return
-    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
-    below = [d for d in divisors if d < n_head][-1:]
-    above = [d for d in divisors if d > n_head][:1]
-    heads = " or ".join(str(d) for d in below + above)
-    widths = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
-    raise ConfigError(
-        f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each attention head gets "
-        "n_embd / n_head channels",
-        f"use --n-head {heads} (divisors of {n_embd} near {n_head}), or keep {n_head} heads with "
-        f"--n-embd {' or '.join(str(w) for w in widths)}",
-    )
-
-
-def check_sampling(temperature: float, top_k: int, top_p: float, repetition_penalty: float) -> None:
-    """Raise a ConfigError naming the flag when a sampling setting is out of range."""
-    _require(
-        temperature >= 0,
-        f"--temperature {temperature} is negative",
-        "use 0 for greedy decoding, or a positive value such as 0.8",
-    )
-    _require(top_k >= 0, f"--top-k {top_k} is negative", "use 0 (off) or a positive k, e.g. 50")
-    _require(
-        0 < top_p <= 1,
-        f"--top-p {top_p} is outside (0, 1]",
-        "use 1.0 (off) or a share such as 0.95",
-    )
-    _require(
-        repetition_penalty >= 1,
-        f"--repetition-penalty {repetition_penalty} is below 1 (it would reward repeats)",
-        "use 1.0 (off) or a value slightly above, such as 1.1",
-    )
-
-
-def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str]) -> None:
-    _require(
-        num_samples >= 1, f"--num-samples {num_samples} is below 1", "draw at least one sample"
-    )
-    _require(
-        max_new_tokens >= 1,
-        f"--max-new-tokens {max_new_tokens} is below 1",
-        "generate at least one token, e.g. 200",
-    )
-    _require(all(stop), "--stop got an empty string", "give non-empty stop strings")
