@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 
 from jobgpt.checkpoint import model_config_dict, save_checkpoint
 from jobgpt.commands import command
-from jobgpt.config import GenerateConfig, ModelConfig
+from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig, ModelConfig
 from jobgpt.errors import CheckpointError, ConfigError, InputError
 from jobgpt.generate import (
     DEFAULT_QUESTION,
@@ -309,7 +309,7 @@ def greedy_run(tmp_path: Path, tok: Tokenizer, capsys, **values) -> tuple[list, 
 def test_greedy_prints_one_sample_unless_more_are_asked_for(
     tmp_path: Path, tok: Tokenizer, capsys, caplog
 ) -> None:
-    assert GenerateConfig().num_samples > 1  # the default would print identical copies
+    assert DEFAULT_NUM_SAMPLES > 1  # the default would print identical copies
     with caplog.at_level(logging.INFO, logger="jobgpt.generate"):
         done, out = greedy_run(tmp_path, tok, capsys)
     assert len(done) == 1 and out.rstrip("\n") == done[0].text.rstrip("\n")
@@ -317,7 +317,7 @@ def test_greedy_prints_one_sample_unless_more_are_asked_for(
     assert "greedy" in why and "--num-samples" in why
 
 
-@pytest.mark.parametrize("n", [2, GenerateConfig().num_samples])  # the default value, typed
+@pytest.mark.parametrize("n", [2, DEFAULT_NUM_SAMPLES])  # the default value, typed
 def test_greedy_with_num_samples_typed_draws_them_and_warns_once(
     tmp_path: Path, tok: Tokenizer, capsys, caplog, n: int
 ) -> None:

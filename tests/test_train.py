@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from jobgpt.checkpoint import load_checkpoint
+from jobgpt.checkpoint import load_checkpoint, train_config
 from jobgpt.cli import main
-from jobgpt.config import TRAIN_PRESETS, TrainConfig, make_config
-from jobgpt.corpus import resolve_inputs
+from jobgpt.config import TrainConfig, make_config
 from jobgpt.errors import CheckpointError, ConfigError, DataError
+from jobgpt.inputs import resolve_inputs
 from jobgpt.stages import run_stage
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 from jobgpt.train import (
@@ -32,7 +32,6 @@ from jobgpt.train import (
     lr_at,
     oom_error,
     run,
-    validate,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,20 +119,14 @@ def test_resume_keeps_the_checkpoints_settings_unless_a_flag_changes_them(
 ) -> None:
     run(tiny(data_dir, tmp_path, max_steps=4, lr=2e-3))
     # `--resume` with other defaults (preset m4!) still continues the tiny run as configured...
-    plain = make_config(
-        TrainConfig,
-        {
-            "data_dir": str(data_dir),
-            "out_dir": str(tmp_path),
-            "resume": True,
-            "max_steps": 6,
-            "device": "cpu",
-        },
-    )
-    trainer = Trainer(plain)
+    typed = {"data_dir": str(data_dir), "out_dir": str(tmp_path), "resume": True, "device": "cpu"}
+    trainer = Trainer(train_config({**typed, "max_steps": 6}))
     assert trainer.cfg.lr == 2e-3 and trainer.model_config.n_embd == 32
     assert trainer.cfg.max_steps == 6  # ...while a flag that was given wins
-    # Architecture flags that contradict the checkpoint are refused, by name.
+    # Architecture flags that contradict the checkpoint are refused, by name, however the
+    # config was built.
+    with pytest.raises(ConfigError, match="--n-layer 3 conflicts"):
+        Trainer(train_config({**typed, "model": {"n_layer": 3}}))
     with pytest.raises(ConfigError, match="--n-layer 3 conflicts"):
         Trainer(tiny(data_dir, tmp_path, resume=True, model={"n_layer": 3}))
 
@@ -151,8 +144,6 @@ def test_a_typed_flag_equal_to_the_preset_default_overrides_the_checkpoint(
     assert ckpt["train_config"]["lr"] == 3e-4 and ckpt["schedule"]["lr"] == 3e-4
     assert ckpt["train_config"]["weight_decay"] == 0.1
     assert ckpt["train_config"]["batch_size"] == 4  # untyped: still the checkpoint's
-    # The record of typed flags round-trips through the safely loaded checkpoint.
-    assert "lr" in ckpt["train_config"]["explicit"]
     # A typed architecture flag equal to the m4 default but not to the checkpoint is refused.
     assert main(["train", *common, "--resume", "--n-layer", "6"]) == 1
 
@@ -163,54 +154,38 @@ def test_resume_reports_the_checkpoints_preset_and_refuses_another(
     run(tiny(data_dir, tmp_path, max_steps=2))
     bare = {"data_dir": str(data_dir), "out_dir": str(tmp_path), "device": "cpu", "resume": True}
     with caplog.at_level("INFO", logger="jobgpt"):
-        trainer = Trainer(make_config(TrainConfig, {**bare, "max_steps": 3}))  # no --preset
+        trainer = Trainer(train_config({**bare, "max_steps": 3}))  # no --preset
     assert f"resuming {tmp_path}/ckpt.pt at step 2 (preset tiny)" in caplog.text
     assert trainer.cfg.preset == "tiny"
     with pytest.raises(ConfigError, match="--preset m4 conflicts .* preset tiny") as err:
-        Trainer(make_config(TrainConfig, {**bare, "preset": "m4"}))
+        train_config({**bare, "preset": "m4"})
     assert "drop --preset" in err.value.hint and "--lr" in err.value.hint
 
 
-def test_make_config_records_the_settings_given_explicitly() -> None:
-    cfg = make_config(TrainConfig, {"preset": "tiny", "lr": 3e-4, "model": {"dropout": 0.1}})
-    assert cfg.explicit == ("lr", "model.dropout", "preset")
-    assert cfg.batch_size == 8  # from the preset, not recorded as given
-    assert make_config(TrainConfig).explicit == ()
-    assert TrainConfig().explicit is None
-
-
-def test_resume_of_a_directly_built_config_overrides_only_what_differs_from_defaults(
-    data_dir: Path, tmp_path: Path
+def test_a_config_built_in_code_resumes_with_every_setting_it_has(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3))
-    base = tiny(data_dir, tmp_path, resume=True, max_steps=6)
-    # Built without make_config's record: the lr equal to the tiny default cannot override...
-    unknown = replace(base, lr=TRAIN_PRESETS["tiny"]["lr"], explicit=None)
-    assert Trainer(unknown).cfg.lr == 1e-3
-    # ...but a value that differs from the default does.
-    assert Trainer(replace(unknown, lr=5e-4)).cfg.lr == 5e-4
-
-
-def test_a_config_edited_after_make_config_still_overrides_on_resume(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3))
-    # notebook style: make_config recorded the typed settings, then code changed two more
+    # notebook style: a config built (and edited) in code is taken as it is
     edited = replace(tiny(data_dir, tmp_path, resume=True), max_steps=6, lr=5e-4)
-    resumed = Trainer(edited)
+    with caplog.at_level("INFO", logger="jobgpt"):
+        resumed = Trainer(edited)
     assert (resumed.cfg.max_steps, resumed.cfg.lr) == (6, 5e-4)
+    assert "lr 0.001 -> 0.0005" in caplog.text and "max_steps 4 -> 6" in caplog.text
 
 
-def test_checkpoints_from_before_the_explicit_record_still_resume(
+def test_checkpoints_with_settings_this_version_lacks_still_resume(
     data_dir: Path, tmp_path: Path
 ) -> None:
     run(tiny(data_dir, tmp_path, max_steps=4, lr=1e-3))
     path = tmp_path / "ckpt.pt"
     old = torch.load(path, map_location="cpu", weights_only=True)
-    del old["train_config"]["explicit"]
+    old["train_config"]["explicit"] = ["lr"]  # a field earlier versions saved
+    del old["train_config"]["grad_clip"]  # a field they may not have had
     torch.save(old, path)
-    trainer = Trainer(tiny(data_dir, tmp_path, resume=True, max_steps=6, lr=3e-3))
-    assert trainer.step == 4 and trainer.cfg.lr == 3e-3
+    typed = {"data_dir": str(data_dir), "out_dir": str(tmp_path), "resume": True, "lr": 3e-3}
+    trainer = Trainer(train_config({**typed, "device": "cpu", "max_steps": 6}))
+    assert trainer.step == 4 and trainer.cfg.lr == 3e-3 and trainer.cfg.batch_size == 4
 
 
 def test_block_size_larger_than_the_models_on_resume_is_refused(
@@ -402,7 +377,7 @@ def test_out_of_range_values_are_config_errors_through_the_cli(
 def test_impossible_architectures_are_config_errors(model: dict, needle: str, hint: str) -> None:
     preset = "tiny" if "n_embd" in model else "m4"  # QA: --preset tiny --n-embd 65, --n-head 5
     with pytest.raises(ConfigError) as err:
-        validate(make_config(TrainConfig, {"preset": preset, "model": model}))
+        make_config(TrainConfig, {"preset": preset, "model": model})
     assert needle in err.value.message and hint in err.value.hint
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import platform
 import random
-from dataclasses import asdict, fields, is_dataclass, replace
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from jobgpt.commands import command
-from jobgpt.config import ModelConfig, TrainConfig, make_config
+from jobgpt.config import ModelConfig, TrainConfig, deep_merge, make_config
 from jobgpt.errors import CheckpointError, ConfigError
 from jobgpt.files import atomic_open
 
@@ -43,7 +43,6 @@ INVOCATION_FIELDS = frozenset(
         "resume",
         "overwrite",
         "max_minutes",
-        "explicit",  # which flags were typed this time
     }
 )
 ARCHITECTURE_FIELDS = frozenset({"block_size", "n_layer", "n_head", "n_embd", "bias"})
@@ -226,74 +225,50 @@ def find_resume_checkpoint(cfg: TrainConfig) -> dict[str, Any] | None:
     return None
 
 
-def resume_config(cfg: TrainConfig, ckpt: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
-    """The checkpoint's run settings, with the settings this invocation gave on top.
+def train_config(values: dict[str, Any]) -> TrainConfig:
+    """`jobgpt train`'s settings from the flags typed (`values`).
 
-    The settings given are `cfg.explicit`: the flags the user typed (make_config records them),
-    so `--resume --lr 3e-4` sets 3e-4 even where that is the preset's default, and a bare
-    `--resume` continues the run exactly as configured. A setting that differs from the preset's
-    default counts as given too, so a TrainConfig built or edited in code (which make_config
-    never saw) still overrides the checkpoint where it differs. Invocation settings (paths,
-    device, time budget...) always come from `cfg`. Architecture changes are refused: the
-    weights have the checkpoint's shapes. Returns the settings and the changes, for the log.
+    A new run: the preset with the flags on top. `--resume`: the checkpoint's run settings with
+    the flags typed this time on top, so `--resume --lr 3e-4` sets 3e-4 even where that is the
+    preset's default, and a bare `--resume` continues the run exactly as configured. Invocation
+    settings (paths, device, time budget...) are never taken from the checkpoint. Changing the
+    preset of a run is refused; so is changing its architecture (see `resume_changes`).
     """
-    known = {f.name for f in fields(TrainConfig)}
-    # Checkpoints written before a field existed lack it: make_config fills in its default.
-    saved_values = {k: v for k, v in ckpt["train_config"].items() if k in known}
-    saved = make_config(TrainConfig, {**saved_values, "model": ckpt["model_config"]})
-    # Typed flags, plus anything that differs from the preset's defaults: a TrainConfig built
-    # or edited in code (replace(cfg, lr=...)) after make_config counts too.
-    defaults = make_config(TrainConfig, {"preset": cfg.preset})
-    given = set(cfg.explicit or ()) | _differs(cfg, defaults)
-    if "preset" in given and cfg.preset != saved.preset:
+    if not values.get("resume"):
+        return make_config(TrainConfig, values)
+    out_dir = values.get("out_dir", TrainConfig().out_dir)
+    ckpt = find_resume_checkpoint(make_config(TrainConfig, {**values, "out_dir": out_dir}))
+    known = {f.name for f in fields(TrainConfig)} - INVOCATION_FIELDS
+    # Checkpoints written before a field existed lack it: make_config fills in the preset's.
+    saved = {k: v for k, v in ckpt["train_config"].items() if k in known}
+    saved["model"] = {k: v for k, v in ckpt["model_config"].items() if k != "vocab_size"}
+    if values.get("preset", saved["preset"]) != saved["preset"]:
         raise ConfigError(
-            f"--preset {cfg.preset} conflicts with the checkpoint, trained with preset "
-            f"{saved.preset}; a preset bundles an architecture and a recipe, which a resumed run "
-            "keeps",
+            f"--preset {values['preset']} conflicts with the checkpoint, trained with preset "
+            f"{saved['preset']}; a preset bundles an architecture and a recipe, which a resumed "
+            "run keeps",
             "drop --preset to resume; to change a setting, type its flag (e.g. --lr, "
             "--max-steps), or start a new run in another --out-dir",
         )
-    changes: list[str] = []
-    model = _overlay(saved.model, cfg.model, given, changes, prefix="model.")
-    merged = _overlay(saved, cfg, given, changes, keep=INVOCATION_FIELDS)
-    return replace(merged, model=model), changes
+    return make_config(TrainConfig, deep_merge(saved, values))
 
 
-def _differs(ours: Any, default: Any, prefix: str = "") -> set[str]:
-    """Dotted names of the fields of `ours` whose values differ from `default`'s."""
-    names: set[str] = set()
-    for f in fields(ours):
-        value = getattr(ours, f.name)
-        if is_dataclass(value):
-            names |= _differs(value, getattr(default, f.name), f"{prefix}{f.name}.")
-        elif value != getattr(default, f.name):
-            names.add(prefix + f.name)
-    return names
-
-
-def _overlay(
-    saved: Any, ours: Any, given: set[str], changes: list[str], prefix: str = "", keep=frozenset()
-) -> Any:
-    """`saved` with the fields of `ours` named in `given` (and all of `keep`)."""
-    updates = {}
-    for f in fields(ours):
-        value, theirs = getattr(ours, f.name), getattr(saved, f.name)
-        if is_dataclass(value):
-            continue
-        if f.name in keep:
-            updates[f.name] = value
-        elif _is_given(prefix + f.name, given) and value != theirs:
-            if f.name in ARCHITECTURE_FIELDS:
-                raise _architecture_conflict(f.name, theirs, value)
-            changes.append(f"{f.name} {theirs} -> {value}")
-            updates[f.name] = value
-    return replace(saved, **updates)
-
-
-def _is_given(name: str, given: set[str]) -> bool:
-    """Whether `name` ("model.dropout"), or a whole config above it ("model"), was given."""
-    parts = name.split(".")
-    return any(".".join(parts[: i + 1]) in given for i in range(len(parts)))
+def resume_changes(cfg: TrainConfig, ckpt: dict[str, Any]) -> list[str]:
+    """What `cfg` changes in the checkpoint's run settings ("lr 0.001 -> 0.0003"), for the
+    log. A different architecture is refused: the weights have the checkpoint's shapes."""
+    model = ckpt["model_config"]
+    for name in sorted(ARCHITECTURE_FIELDS):
+        if name in model and getattr(cfg.model, name) != model[name]:
+            raise _architecture_conflict(name, model[name], getattr(cfg.model, name))
+    saved = {**ckpt["train_config"], **{f"model.{k}": v for k, v in model.items()}}
+    ours = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in INVOCATION_FIELDS}
+    ours.update({f"model.{f.name}": getattr(cfg.model, f.name) for f in fields(cfg.model)})
+    del ours["model"], ours["model.vocab_size"]
+    return [
+        f"{name.removeprefix('model.')} {saved[name]} -> {value}"
+        for name, value in ours.items()
+        if name in saved and saved[name] != value
+    ]
 
 
 def _architecture_conflict(name: str, saved: Any, wanted: Any) -> ConfigError:

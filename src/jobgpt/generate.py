@@ -39,7 +39,7 @@ from jobgpt.checkpoint import (
     tokenizer_from_checkpoint,
 )
 from jobgpt.commands import command
-from jobgpt.config import GenerateConfig, check_generation
+from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig, check_generation
 from jobgpt.errors import CheckpointError, ConfigError, InputError
 from jobgpt.model import GPT
 from jobgpt.qa import ANSWER_END, EOT, PAD, build_qa_prompt
@@ -320,9 +320,16 @@ def run(cfg: GenerateConfig) -> list[Completion]:
 
 
 def samples_to_draw(cfg: GenerateConfig) -> int:
-    """`cfg.samples`, with a warning when a typed --num-samples asks greedy decoding (which is
-    deterministic) for several identical samples: obeyed, the user may be timing a batch."""
-    if cfg.temperature == 0 and cfg.samples > 1:
+    """`cfg.samples`, saying why when greedy decoding (deterministic: every sample would be the
+    same text) draws one, and warning when a typed --num-samples asks for identical copies
+    (obeyed: the user may be timing a batch)."""
+    if cfg.temperature == 0 and cfg.num_samples is None:
+        logger.info(
+            "temperature 0 is greedy decoding, which is deterministic: printing 1 sample, not "
+            "%d identical ones (pass --num-samples to draw them anyway)",
+            DEFAULT_NUM_SAMPLES,
+        )
+    elif cfg.temperature == 0 and cfg.samples > 1:
         logger.warning(
             "temperature 0 is greedy decoding, which is deterministic: all %d samples will be "
             "identical",

@@ -19,6 +19,9 @@ class Stage:
     config: type  # the stage's config dataclass
     target: str  # "module:function" called with the built config
     help: str
+    # "module:function" that builds the config from the typed values, where make_config's
+    # "preset, then flags" is not the whole story (train: --resume takes the checkpoint's).
+    configure: str | None = None
 
 
 STAGES: dict[str, Stage] = {
@@ -46,6 +49,7 @@ STAGES: dict[str, Stage] = {
         cfg.TrainConfig,
         "jobgpt.train:run",
         "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt",
+        configure="jobgpt.checkpoint:train_config",
     ),
     "generate": Stage(
         cfg.GenerateConfig,
@@ -70,7 +74,15 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 def run_stage(name: str, values: dict[str, Any] | None = None) -> Any:
     """Run one stage by name with explicit values (the rest from presets/defaults)."""
     stage = STAGES[name]
-    config = cfg.make_config(stage.config, values)
-    module_name, func_name = stage.target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return func(config)
+    values = values or {}
+    if stage.configure:
+        config = _function(stage.configure)(values)
+    else:
+        config = cfg.make_config(stage.config, values)
+    return _function(stage.target)(config)
+
+
+def _function(target: str) -> Any:
+    """The function named by "module:function", its module imported now."""
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)

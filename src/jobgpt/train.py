@@ -160,8 +160,8 @@ class Trainer:
         resume_from = ckpt_io.find_resume_checkpoint(cfg)
         changes: list[str] = []
         if resume_from is not None:
-            cfg, changes = ckpt_io.resume_config(cfg, resume_from)
-            self.cfg = cfg
+            changes = ckpt_io.resume_changes(cfg, resume_from)
+        self.cfg = cfg
         self.out_dir = Path(cfg.out_dir)
         self._open_data(resume_from)
         self.dtype, self.dtype_why = choose_dtype(self.device, cfg.dtype)
