@@ -1,10 +1,8 @@
-"""Reading the user's inputs into documents: the first step of every stage that reads a corpus.
+"""Reading documents out of the input files: the first step of every stage that reads a corpus.
 
-`resolve_inputs` turns files, directories and globs into a sorted, de-duplicated file list (a
-directory or glob skips jobgpt's own outputs found there: tokenizer.json, meta.json, token bins,
-checkpoints, metrics; a directory also skips files with unsupported extensions such as .docx,
-.hwp or .pdf, and the log says so); `iter_documents` streams `Document`s out of them file by
-file, so a 1 GB corpus never sits in memory whole. What a document is depends on the file:
+Which files are read is `jobgpt.inputs`'s job (`resolve_inputs`); `iter_documents` streams
+`Document`s out of them file by file, so a 1 GB corpus never sits in memory whole. What a
+document is depends on the file:
 
 - text (.txt, .md, or any other file that is UTF-8 text): one document per
   ``[QUESTION]…[/ANSWER]`` example when the file is in the training format (`jobgpt.qa`);
@@ -21,10 +19,8 @@ raises an `InputError` naming the file (and line or byte) and the fix.
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import logging
-import os
 import re
 import shlex
 from collections.abc import Iterator, Sequence
@@ -33,274 +29,31 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from jobgpt.errors import InputError
+from jobgpt.inputs import (
+    CSV_SUFFIXES,
+    FORMATS_HINT,
+    JSON_SUFFIXES,
+    JSONL_SUFFIXES,
+    TEXT_SUFFIXES,
+    resolve_inputs,
+)
 from jobgpt.postings import RECORD_KEYS_HINT, record_text
 from jobgpt.qa import ANSWER_END, is_qa_format, split_qa_blocks
 from jobgpt.qa import EOT as END_OF_TEXT  # the document separator, defined once
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text"})
-JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
-JSON_SUFFIXES = frozenset({".json"})
-CSV_SUFFIXES = frozenset({".csv"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES
-
 # A .json file is parsed whole (a list cannot be streamed with the standard library), which takes
 # several times its size in memory; past this, .jsonl (read line by line) is the right format.
 MAX_JSON_BYTES = 512 * 1024 * 1024
 
-# What the pipeline writes beside a corpus: token bins (dataset), checkpoints and the loss plot
-# (train), besides tokenizer.json, meta.json and metrics.jsonl, which are recognised by content.
-_OUTPUT_SUFFIXES = {".bin": "token bins", ".pt": "checkpoint"}
-_OUTPUT_NAMES = {"loss.png": "loss plot"}
-# Our JSON outputs are small (a 100k-token tokenizer.json is ~5 MB); a larger file is a corpus
-# and is not parsed twice. A marker must appear near the start: both files begin with it.
-_MAX_OUTPUT_JSON_BYTES = 64 << 20
-_OUTPUT_JSON_MARKERS = (b'"added_tokens"', b'"format_version"')
-_META_KEYS = frozenset({"format_version", "dtype", "vocab_size", "eot_id", "tokenizer", "splits"})
-
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20  # bytes read and decoded at a time
-_FORMATS_HINT = "use UTF-8 text (.txt, .md), .jsonl, .json or .csv files"
-_CONVERT_HINT = "convert them to .txt/.jsonl/.csv"
-_MAX_NAMED = 5  # paths a "skipped ..." line names before "(+k more)"
 
 
 class Document(NamedTuple):
     text: str
     source: str  # "path:line" (or "path[i]" for an element of a JSON array), for messages
-
-
-# ---------------------------------------------------------------------------------------------
-# Finding the input files
-
-
-def resolve_inputs(patterns: Sequence[str]) -> list[Path]:
-    """Files, directories (searched recursively) and globs -> one ordered, de-duplicated list.
-
-    Order is the order of ``patterns``; within a directory or glob, sorted by path, so the same
-    inputs always give the same corpus. Hidden files and directories (``.git``…) are skipped in
-    directories, silently, and only supported extensions are taken from them (the files left
-    out are logged, so a .docx or .hwp dropped in is not lost unnoticed). A directory or glob
-    also skips jobgpt's own outputs (see `pipeline_output`), so ``--input data`` still works
-    once data/ holds tokenizer.json and the bins. A file named on its own is never skipped (our
-    tokenizer.json or meta.json named so is refused, with a message saying what it is).
-    """
-    if isinstance(patterns, str | os.PathLike):
-        patterns = [os.fspath(patterns)]
-    if not patterns:
-        raise InputError("no input given", "pass --input with corpus files, directories or globs")
-    seen: set[Path] = set()
-    files: list[Path] = []
-    skipped = _Skipped([], [])
-    for pattern in patterns:
-        for path in _expand(str(pattern), skipped):
-            key = path.resolve()
-            if key not in seen:
-                seen.add(key)
-                files.append(path)
-    skipped.log()
-    return files
-
-
-@dataclass
-class _Skipped:
-    """What a directory or glob left out, for the log: both lists hold printable paths."""
-
-    outputs: list[str]  # "path (what it is)" for each jobgpt output
-    unsupported: list[str]  # files in a directory whose extension is not a corpus format
-
-    def mark(self) -> tuple[int, int]:
-        return len(self.outputs), len(self.unsupported)
-
-    def since(self, mark: tuple[int, int]) -> _Skipped:
-        return _Skipped(self.outputs[mark[0] :], self.unsupported[mark[1] :])
-
-    def describe(self) -> str:
-        """What was skipped, for an error message ("jobgpt outputs: …"); '' if nothing."""
-        parts = []
-        if self.outputs:
-            parts.append(f"jobgpt outputs: {_named(self.outputs)}")
-        if self.unsupported:
-            parts.append(f"files with unsupported extensions: {_named(self.unsupported)}")
-        return "; ".join(parts)
-
-    def log(self) -> None:
-        """One line per kind of skipped file; hidden files are never mentioned. A file reached
-        twice (a directory and a glob over it) is reported once."""
-        outputs, unsupported = (
-            list(dict.fromkeys(self.outputs)),
-            list(dict.fromkeys(self.unsupported)),
-        )
-        if outputs:
-            logger.info(
-                "skipped %d jobgpt output file(s) in the inputs: %s",
-                len(outputs),
-                _named(outputs),
-            )
-        if unsupported:
-            logger.info(
-                "skipped %d file(s) with unsupported extensions: %s — %s%s",
-                len(unsupported),
-                _named(unsupported),
-                _CONVERT_HINT,
-                _hwp_tip(unsupported),
-            )
-
-
-def _named(paths: list[str]) -> str:
-    """The first few paths, and how many more there are: a log line stays one readable line."""
-    more = len(paths) - _MAX_NAMED
-    return ", ".join(paths[:_MAX_NAMED]) + (f" (+{more} more)" if more > 0 else "")
-
-
-def _hwp_tip(paths: list[str]) -> str:
-    # Korean users' postings are often Hangul (.hwp/.hwpx) files; Hangul can save them as text.
-    if any(p.lower().endswith((".hwp", ".hwpx")) for p in paths):
-        return " (.hwp: 한글에서 '다른 이름으로 저장' → 텍스트 문서(.txt))"
-    return ""
-
-
-def _expand(pattern: str, skipped: _Skipped) -> list[Path]:
-    path = Path(pattern).expanduser()
-    before = skipped.mark()
-    if path.is_file():  # named explicitly: never skipped; our JSON outputs are named as such
-        kind = _json_output(path) if path.suffix.lower() in JSON_SUFFIXES else None
-        if kind is not None:
-            raise InputError(
-                f"{pattern} is a jobgpt output ({kind}), not corpus text",
-                "leave it out of --input (a directory or glob given to --input skips such files "
-                "by itself)",
-            )
-        return [path]
-    if path.is_dir():
-        files = _walk(path, skipped)
-        if not files:
-            found = skipped.since(before)
-            only = f" (only {found.describe()})" if found.describe() else ""
-            convert = (
-                f"{_CONVERT_HINT}{_hwp_tip(found.unsupported)} or " if found.unsupported else ""
-            )
-            raise InputError(
-                f"directory {pattern} holds no corpus files{only}",
-                f"{convert}put files in it; {_FORMATS_HINT}",
-            )
-        return files
-    if path.exists():
-        raise InputError(f"{pattern} is not a regular file or directory", _FORMATS_HINT)
-    if any(char in pattern for char in "*?["):
-        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        files = [
-            f
-            for m in map(Path, matches)
-            # A file the glob names is taken whatever its extension: the user chose it.
-            for f in (_walk(m, skipped) if m.is_dir() else _without_outputs([m], skipped))
-        ]
-        if not files:
-            found = skipped.since(before).describe()
-            raise InputError(
-                f"no file matches {pattern!r}" + (f" except {found}" if found else ""),
-                "check the pattern (quote it so your shell does not expand it, and use "
-                "'**' for subdirectories), or pass files or a directory",
-            )
-        return files
-    raise InputError(
-        f"{pattern}: no such file or directory",
-        f"check the path (relative paths start from {Path.cwd()}); "
-        "`jobgpt demo-data` writes a demo corpus to data/samples.txt",
-    )
-
-
-def _without_outputs(files: list[Path], skipped: _Skipped) -> list[Path]:
-    """`files` less jobgpt's own outputs, which are noted in `skipped`."""
-    kept = []
-    for path in files:
-        kind = pipeline_output(path)
-        if kind is None:
-            kept.append(path)
-        else:
-            skipped.outputs.append(f"{path} ({kind})")
-    return kept
-
-
-def pipeline_output(path: Path) -> str | None:
-    """What jobgpt output `path` is ("tokenizer", "token bins"...), or None if it is not one.
-
-    Binary outputs go by name; JSON by content, so a user's own meta.json of postings is still
-    read: a tokenizer.json has the HuggingFace keys "model" and "added_tokens", our meta.json
-    the keys the dataset stage writes, and metrics.jsonl holds training step/eval records.
-    """
-    suffix = path.suffix.lower()
-    kind = _OUTPUT_SUFFIXES.get(suffix) or _OUTPUT_NAMES.get(path.name)
-    if kind is not None:
-        return kind
-    if suffix in JSON_SUFFIXES:
-        return _json_output(path)
-    if path.name == "metrics.jsonl":
-        return _metrics_output(path)
-    return None
-
-
-def _json_output(path: Path) -> str | None:
-    if path.stat().st_size > _MAX_OUTPUT_JSON_BYTES:
-        return None
-    with path.open("rb") as f:
-        head = f.read(1 << 16)
-    if not any(marker in head for marker in _OUTPUT_JSON_MARKERS):
-        return None
-    try:
-        data = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
-        return None  # not ours; reading it gives the clear error
-    if not isinstance(data, dict):
-        return None
-    if isinstance(data.get("model"), dict) and isinstance(data.get("added_tokens"), list):
-        return "tokenizer"
-    if _META_KEYS <= data.keys():
-        return "dataset meta"
-    return None
-
-
-def _metrics_output(path: Path) -> str | None:
-    with path.open("rb") as f:
-        first = f.readline()
-    if not first:  # `jobgpt train` starts it empty
-        return "training metrics"
-    try:
-        record = json.loads(first)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    is_ours = isinstance(record, dict) and record.get("kind") in ("step", "eval")
-    return "training metrics" if is_ours and "step" in record else None
-
-
-def _walk(directory: Path, skipped: _Skipped) -> list[Path]:
-    """The corpus files under `directory`, sorted by path.
-
-    Hidden files and directories (.git, .DS_Store) are left out silently; jobgpt outputs and
-    files with unsupported extensions (.docx, .hwp, .pdf...) are left out and noted in
-    `skipped`, so the user learns why a file they dropped in was not read.
-    """
-    files = sorted(
-        (
-            p
-            for p in directory.rglob("*")
-            if p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-        ),
-        key=lambda p: p.relative_to(directory).as_posix(),
-    )
-    corpus = []
-    for path in _without_outputs(files, skipped):
-        if path.suffix.lower() in SUPPORTED_SUFFIXES:
-            corpus.append(path)
-        else:
-            skipped.unsupported.append(str(path))
-    return corpus
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading documents
 
 
 @dataclass
@@ -452,7 +205,7 @@ def _decode(path: Path, data: bytes, offset: int, line: int) -> str:
 def _binary_error(path: Path, offset: int) -> InputError:
     return InputError(
         f"{path} looks like a binary file, not text (NUL byte at byte offset {offset:,})",
-        f"leave it out of --input; {_FORMATS_HINT}",
+        f"leave it out of --input; {FORMATS_HINT}",
     )
 
 
@@ -487,7 +240,7 @@ def _check_looks_like_text(path: Path) -> None:
     if problem:
         raise InputError(
             f"{path}: unknown format {path.suffix or '(no extension)'!r} and not text ({problem})",
-            f"leave it out of --input; {_FORMATS_HINT}",
+            f"leave it out of --input; {FORMATS_HINT}",
         )
 
 
@@ -697,7 +450,5 @@ __all__ = [
     "END_OF_TEXT",
     "Document",
     "iter_documents",
-    "pipeline_output",
     "read_documents",
-    "resolve_inputs",
 ]

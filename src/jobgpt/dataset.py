@@ -280,8 +280,9 @@ def _copy_splits(
 
 def run(cfg: DatasetConfig) -> dict[str, Any]:
     """`jobgpt dataset`: encode the corpus into train.bin/val.bin and write meta.json."""
-    from jobgpt.corpus import read_documents, resolve_inputs
+    from jobgpt.corpus import read_documents
     from jobgpt.demo_corpus import ensure_default_corpus
+    from jobgpt.inputs import resolve_inputs
 
     ensure_default_corpus(cfg.input)
     tok = load_tokenizer(cfg.tokenizer)
