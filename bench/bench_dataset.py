@@ -31,7 +31,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from jobgpt.config import DatasetConfig, make_config
 from jobgpt.corpus import iter_documents
-from jobgpt.dataset import _batches, run
+from jobgpt.dataset import run, text_batches
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wanted" / "postings.jsonl"
@@ -114,7 +114,7 @@ def _byte_level_tokenizer(texts: list[str], vocab_size: int, tmp: str) -> Path:
 def _time_encoder(tok_path: Path, texts: list[str]) -> float:
     """Seconds for the tokenizer alone to encode ``texts``, batched as the stage batches them."""
     tok = Tokenizer.from_file(str(tok_path))  # fresh: its word cache starts cold, as in a run
-    batches = [batch for batch, _ in _batches((t, len(t.encode("utf-8"))) for t in texts)]
+    batches = [batch for batch, _ in text_batches((t, len(t.encode("utf-8"))) for t in texts)]
     start = time.perf_counter()
     for batch in batches:
         tok.encode_batch_fast(batch, add_special_tokens=False)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jobgpt.bins import TokenBins, load_meta, token_dtype
 from jobgpt.config import DatasetConfig, make_config
-from jobgpt.dataset import Groups, TokenBins, load_meta, run, token_dtype
+from jobgpt.dataset import Groups, run
 from jobgpt.errors import DataError
 from jobgpt.qa import EOT
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer

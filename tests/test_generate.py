@@ -7,23 +7,19 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer
 
-from jobgpt.checkpoint import model_config_dict, save_checkpoint
+from jobgpt.checkpoint import save_checkpoint
 from jobgpt.commands import command
 from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig, ModelConfig
 from jobgpt.errors import CheckpointError, ConfigError, InputError
-from jobgpt.generate import (
-    DEFAULT_QUESTION,
-    Piece,
-    SamplePrinter,
-    TextGenerator,
-    build_prompt,
-)
+from jobgpt.generate import DEFAULT_QUESTION, SamplePrinter, build_prompt
+from jobgpt.generator import Piece, TextGenerator
 from jobgpt.model import GPT
 from jobgpt.qa import ANSWER_END, EOT, build_qa_prompt, format_qa_document
 from jobgpt.sampling import ContextWindow, generate_tokens, penalize_repetition, sample_next
@@ -109,7 +105,7 @@ def checkpoint(path: Path, model: GPT, tok: Tokenizer, **overrides) -> Path:
         "vocab_size": tok.get_vocab_size(),
     }
     payload = {
-        "model_config": model_config_dict(model.config),
+        "model_config": asdict(model.config),
         "model": model.state_dict(),
         "tokenizer": info,
     }

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import platform
 import random
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from jobgpt.commands import command
 from jobgpt.config import ModelConfig, TrainConfig, deep_merge, make_config
 from jobgpt.errors import CheckpointError, ConfigError
 from jobgpt.files import atomic_open
+from jobgpt.model import GPT
+from jobgpt.runtime import resolve_device
+from jobgpt.tokenizer import fingerprint_mismatch, mismatch
 
 FORMAT_VERSION = 1
 
@@ -94,18 +98,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def load_model(path: str | Path, device: str = "auto") -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """The one loader for every stage that uses a trained model (generate, eval, serve, export).
+
+    Returns the model (eval mode, on `device`), the exact tokenizer it was trained with (embedded
+    in the checkpoint, checked against the model) and the checkpoint dict itself (step, configs,
+    history...). Nothing else is needed: no tokenizer file, no architecture flags.
+    """
+    ckpt = load_checkpoint(path)
+    tokenizer = tokenizer_from_checkpoint(ckpt, path)
+    model = model_from_checkpoint(ckpt).to(resolve_device(device))
+    return model, tokenizer, ckpt
+
+
 def model_config_from(ckpt: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**ckpt["model_config"])
 
 
-def model_config_dict(config: ModelConfig) -> dict[str, Any]:
-    return asdict(config)
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]):  # -> GPT (import kept local: model imports torch)
+def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
     """Rebuild the GPT from the checkpoint's own config and weights, in eval mode on the CPU."""
-    from jobgpt.model import GPT
-
     model = GPT(model_config_from(ckpt))
     # torch.compile prefixes parameter names with "_orig_mod."; accept such state dicts too.
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
@@ -113,17 +124,24 @@ def model_from_checkpoint(ckpt: dict[str, Any]):  # -> GPT (import kept local: m
     return model.eval()
 
 
-def tokenizer_from_checkpoint(ckpt: dict[str, Any]):  # -> tokenizers.Tokenizer
-    """The exact tokenizer the model was trained with, embedded in the checkpoint."""
-    from tokenizers import Tokenizer
-
+def tokenizer_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Tokenizer:
+    """The exact tokenizer the model was trained with, embedded in the checkpoint; refused when
+    it does not fit the model (ids would decode to the wrong text)."""
+    fix = f"train again with `{command('train')}`"
     info = ckpt.get("tokenizer")
     if not info or "json" not in info:
         raise CheckpointError(
-            "the checkpoint carries no tokenizer",
-            f"it was not written by this version of jobgpt; train again with `{command('train')}`",
+            f"{path} carries no tokenizer", f"it was not written by this version of jobgpt; {fix}"
         )
-    return Tokenizer.from_str(info["json"])
+    tokenizer = Tokenizer.from_str(info["json"])
+    for recorded in (info, ckpt["model_config"]):  # what was saved; what the weights were built for
+        differs = mismatch(tokenizer, recorded.get("sha256"), recorded.get("vocab_size"))
+        if differs:
+            raise CheckpointError(
+                f"{path}: the embedded tokenizer does not fit the checkpoint ({differs})",
+                f"the checkpoint is damaged or was assembled by hand; {fix}",
+            )
+    return tokenizer
 
 
 def check_tokenizer_match(ckpt: dict[str, Any], sha256: str, vocab_size: int, data: str) -> None:
@@ -132,15 +150,15 @@ def check_tokenizer_match(ckpt: dict[str, Any], sha256: str, vocab_size: int, da
     The same token ids would mean different text: training on would silently scramble the model.
     """
     info = ckpt.get("tokenizer") or {}
-    if info.get("sha256") == sha256 and info.get("vocab_size") == vocab_size:
-        return
-    raise CheckpointError(
-        f"the checkpoint was trained with tokenizer {str(info.get('sha256'))[:12]} "
-        f"(vocab {info.get('vocab_size')}), but {data} was encoded with tokenizer "
-        f"{sha256[:12]} (vocab {vocab_size}) — token ids would mean different text",
-        "resume with the data the checkpoint was trained on, or start a new run in another "
-        "--out-dir (or --overwrite)",
-    )
+    recorded = (info.get("sha256", "none saved"), info.get("vocab_size"))
+    differs = fingerprint_mismatch(recorded, (sha256, vocab_size))
+    if differs:
+        raise CheckpointError(
+            f"the checkpoint was trained with another tokenizer than {data} was encoded with "
+            f"({differs})",
+            "resume with the data the checkpoint was trained on, or start a new run in another "
+            "--out-dir (or --overwrite)",
+        )
 
 
 def library_versions() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Pure torch, no text: token ids in, token ids out. `generate_tokens` yields one tensor per step, so
 callers can stream, stop early (just stop iterating) or collect everything. Text, stop strings
-and printing live in `jobgpt.generate` and `jobgpt.streaming`.
+and printing live in `jobgpt.generator` and `jobgpt.streaming`.
 
 The context window. Positions are learned, so the model can never see more than `block_size`
 tokens. A prompt longer than that keeps its most recent `block_size - 1` tokens (leaving room
@@ -173,7 +173,7 @@ def generate_tokens(
     steps. The model should be in eval mode (dropout off). The repetition penalty counts only
     generated tokens, not the prompt: answers must be free to copy names from the posting.
     `first_allowed`, a (V,) bool mask, limits the first new token to those ids (token healing,
-    see `jobgpt.generate.TextGenerator.prepare`).
+    see `jobgpt.generator.TextGenerator.prepare`).
     """
     check_sampling(temperature, top_k, top_p, repetition_penalty)
     device = model.tok_emb.weight.device

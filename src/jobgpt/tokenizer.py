@@ -242,6 +242,29 @@ def tokenizer_sha256(tok: Tokenizer) -> str:
     return sha256_text(tok.to_str())
 
 
+def mismatch(tok: Tokenizer, sha256: str | None, vocab_size: int | None) -> str | None:
+    """Why ``tok`` is not the tokenizer recorded as (sha256, vocab_size), or None when it is.
+
+    The one check behind every "same tokenizer?" question (bins vs tokenizer, checkpoint vs
+    bins, a checkpoint's embedded tokenizer vs its model): the same ids under another tokenizer
+    mean other text, so a mismatch must never pass. None for a recorded value skips that part.
+    """
+    return fingerprint_mismatch((sha256, vocab_size), (tokenizer_sha256(tok), tok.get_vocab_size()))
+
+
+def fingerprint_mismatch(
+    recorded: tuple[str | None, int | None], actual: tuple[str, int]
+) -> str | None:
+    """`mismatch` on (sha256, vocab_size) fingerprints, for callers that hold no tokenizer."""
+    (sha, vocab), (our_sha, our_vocab) = recorded, actual
+    if sha in (None, our_sha) and vocab in (None, our_vocab):
+        return None
+    return (
+        f"recorded sha256 {str(sha)[:12]}…, vocab {vocab} vs this tokenizer's sha256 "
+        f"{our_sha[:12]}…, vocab {our_vocab} — the same ids would mean other text"
+    )
+
+
 def special_id(tok: Tokenizer, token: str) -> int:
     """The id of one special token, or a DataError for a tokenizer that lacks it."""
     token_id = tok.token_to_id(token)

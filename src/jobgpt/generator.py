@@ -1,0 +1,232 @@
+"""`TextGenerator`: the text-level API that `jobgpt generate`, evaluation and the server share.
+
+A model and the tokenizer it was trained with, turning a prompt into streamed `Piece`s of text.
+Underneath, one decoding loop (`jobgpt.sampling.generate_tokens`) picks tokens with a KV cache,
+and `jobgpt.streaming` turns them into text without ever splitting a Korean character.
+
+Every prompt starts a new document: the token stream the model trained on is
+``doc <|endoftext|> doc <|endoftext|> ...``, so a document begins right after ``<|endoftext|>``
+and the prompt is conditioned on it (an empty prompt is just that token). Generation stops on the
+``<|endoftext|>`` and ``[/ANSWER]`` token ids, and on any user ``--stop`` string.
+
+Token healing. The text of a prompt can match training exactly while its *tokens* do not: the
+question-answer prompt ends with ``[ANSWER]\n``, and on its own that ``\n`` is one token, but
+in training it was always merged with what followed (``\n요약:\n-`` is one token). A model
+never sees a lone ``\n`` there, so it would answer from an unfamiliar state. `prepare` therefore
+takes the prompt's last token back off and lets the model's first token be any token whose text
+starts with it; that text is then not printed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from jobgpt.checkpoint import load_model
+from jobgpt.config import GenerateConfig, check_generation
+from jobgpt.model import GPT
+from jobgpt.qa import ANSWER_END, EOT, PAD
+from jobgpt.sampling import generate_tokens
+from jobgpt.streaming import REPLACEMENT_CHAR, IncrementalDecoder, StopStrings
+from jobgpt.tokenizer import special_id
+
+logger = logging.getLogger(__name__)
+
+_DEFAULTS = GenerateConfig()  # keyword defaults below come from the one config definition
+
+
+@dataclass(frozen=True)
+class Piece:
+    """New text of one sample. A sample's last piece has finish_reason "stop" or "length"."""
+
+    row: int
+    text: str
+    finish_reason: str | None = None
+    n_tokens: int = 0  # tokens the sample generated (stop token included); set on the last piece
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Token ids to condition on, after token healing (see the module docstring)."""
+
+    ids: list[int]
+    healed: str = ""  # text of the token taken off the end: every sample starts with it
+    first_allowed: torch.Tensor | None = None  # (V,) bool: tokens whose text starts with it
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop": a stop token or string; "length": max_new_tokens reached
+    n_tokens: int
+
+
+class _Sample:
+    """One row of the batch: its text stream, stop-string filter and progress."""
+
+    def __init__(self, row: int, tokenizer: Tokenizer, stop: Sequence[str], healed: str) -> None:
+        self.row = row
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.stops = StopStrings(stop)
+        self.skip = healed  # already part of the prompt: not printed again
+        self.n_tokens = 0
+        self.done = False
+
+    def push(self, token_id: int) -> Piece | None:
+        self.n_tokens += 1
+        text = self.stops.push(self._unheal(self.decoder.push(token_id)))
+        if self.stops.stopped:
+            return self._close(text, "stop")
+        return Piece(self.row, text) if text else None
+
+    def finish(self, reason: str) -> Piece:
+        """Flush held-back text (an unfinished character, a partial stop string) and close."""
+        text = self.stops.push(self._unheal(self.decoder.flush()))
+        if self.stops.stopped:
+            return self._close(text, "stop")
+        return self._close(text + self.stops.flush(), reason)
+
+    def _unheal(self, text: str) -> str:
+        """Drop the healed prompt text from the start of the stream (it starts with it)."""
+        n = min(len(self.skip), len(text))
+        self.skip = self.skip[n:]
+        return text[n:]
+
+    def _close(self, text: str, reason: str) -> Piece:
+        self.done = True
+        return Piece(self.row, text, reason, self.n_tokens)
+
+
+class TextGenerator:
+    """A model plus the tokenizer it was trained with: prompts in, streamed text out."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.eot_id = special_id(tokenizer, EOT)
+        answer_end = tokenizer.token_to_id(ANSWER_END)
+        self.stop_ids = frozenset(i for i in (self.eot_id, answer_end) if i is not None)
+        self.added_ids = frozenset(tokenizer.get_added_tokens_decoder())  # specials, markers
+        pad_id = tokenizer.token_to_id(PAD)
+        self.control_ids = self.stop_ids | ({pad_id} if pad_id is not None else set())
+        self._token_texts: list[str] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.tok_emb.weight.device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> TextGenerator:
+        """Load a checkpoint (`jobgpt.checkpoint.load_model`) onto `device`."""
+        model, tokenizer, ckpt = load_model(path, device)
+        logger.info(
+            "loaded %s: %.1fM parameters, vocab %s, context %d tokens, step %s, on %s",
+            path,
+            model.num_params() / 1e6,
+            f"{model.config.vocab_size:,}",
+            model.config.block_size,
+            ckpt.get("step", "?"),
+            model.tok_emb.weight.device,
+        )
+        return cls(model, tokenizer)
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """`<|endoftext|>` + the text's tokens: the start of a new document, as in training."""
+        return [self.eot_id, *self.tokenizer.encode(text, add_special_tokens=False).ids]
+
+    def prepare(self, text: str) -> Prompt:
+        """Encode a text prompt with token healing: the last token is left for the model to pick.
+
+        Not healed: an empty prompt, one ending in a special token or marker (always whole), or
+        one ending in a byte token (part of a character).
+        """
+        ids = self.encode_prompt(text)
+        if len(ids) < 2 or ids[-1] in self.added_ids:
+            return Prompt(ids)
+        healed = self.tokenizer.decode(ids[-1:], skip_special_tokens=False)
+        if not healed or healed.endswith(REPLACEMENT_CHAR):
+            return Prompt(ids)
+        allowed = torch.tensor([t.startswith(healed) for t in self.token_texts()])
+        allowed[list(self.control_ids)] = False  # "<" must not heal into "<|endoftext|>"
+        return Prompt(ids[:-1], healed, allowed)
+
+    def token_texts(self) -> list[str]:
+        """Each id's text on its own (computed once; a byte token alone is usually U+FFFD)."""
+        if self._token_texts is None:
+            ids = [[i] for i in range(self.tokenizer.get_vocab_size())]
+            self._token_texts = self.tokenizer.decode_batch(ids, skip_special_tokens=False)
+        return self._token_texts
+
+    def stream(
+        self,
+        prompt: str | Prompt,
+        *,
+        num_samples: int = 1,
+        max_new_tokens: int = _DEFAULTS.max_new_tokens,
+        temperature: float = _DEFAULTS.temperature,
+        top_k: int = _DEFAULTS.top_k,
+        top_p: float = _DEFAULTS.top_p,
+        repetition_penalty: float = _DEFAULTS.repetition_penalty,
+        stop: Sequence[str] = (),
+        seed: int = _DEFAULTS.seed,
+        use_cache: bool = True,
+    ) -> Iterator[Piece]:
+        """Generate `num_samples` continuations of `prompt` as one batch, yielding text pieces.
+
+        A text prompt is encoded with `prepare` (token healing); a `Prompt` is used as given.
+        Each sample ends with exactly one piece carrying its finish_reason. The same seed gives the
+        same text (on the same device); temperature 0 ignores the seed.
+        """
+        check_generation(num_samples, max_new_tokens, stop)
+        if isinstance(prompt, str):
+            prompt = self.prepare(prompt)
+        samples = [_Sample(r, self.tokenizer, stop, prompt.healed) for r in range(num_samples)]
+        steps = generate_tokens(
+            self.model,
+            [prompt.ids] * num_samples,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            stop_ids=self.stop_ids,
+            generator=torch.Generator(device=self.device).manual_seed(seed),
+            use_cache=use_cache,
+            first_allowed=prompt.first_allowed,
+        )
+        for step in steps:
+            for sample, token_id in zip(samples, step.tolist(), strict=True):
+                if sample.done:  # finished by a stop token (-1 from here on) or a stop string
+                    continue
+                if token_id in self.stop_ids:
+                    sample.n_tokens += 1
+                    yield sample.finish("stop")
+                elif piece := sample.push(token_id):
+                    yield piece
+            if all(s.done for s in samples):
+                steps.close()  # rows stopped by a stop string: no need to decode further
+                return
+        for sample in samples:
+            if not sample.done:
+                yield sample.finish("length")
+
+    def generate(self, prompt: str | Prompt, **kwargs: Any) -> list[Completion]:
+        """Like `stream`, but returns each sample's whole text."""
+        n = kwargs.get("num_samples", 1)
+        texts = [""] * n
+        ends: list[Piece | None] = [None] * n
+        for piece in self.stream(prompt, **kwargs):
+            texts[piece.row] += piece.text
+            if piece.finish_reason:
+                ends[piece.row] = piece
+        return [
+            Completion(text, end.finish_reason, end.n_tokens)
+            for text, end in zip(texts, ends, strict=True)
+            if end is not None
+        ]
