@@ -36,9 +36,9 @@ from tokenizers import Tokenizer
 
 from jobgpt import checkpoint as ckpt_io
 from jobgpt import monitor
+from jobgpt.bins import TokenBins, load_meta
 from jobgpt.commands import command
 from jobgpt.config import TrainConfig
-from jobgpt.dataset import TokenBins, load_meta
 from jobgpt.errors import ConfigError, DataError, JobGPTError
 from jobgpt.model import GPT
 from jobgpt.runtime import autocast_context, choose_dtype, keep_freed_memory, resolve_device
