@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from jobgpt import demo_corpus
 from jobgpt.cli import main
 from jobgpt.config import DEFAULT_CORPUS, DemoDataConfig
 from jobgpt.corpus import iter_documents
@@ -34,6 +38,63 @@ def test_same_seed_same_text_other_seed_other_text() -> None:
     assert first[:10] == list(generate_demo_corpus(10, seed=7))  # a smaller n is a prefix
     other = list(generate_demo_corpus(40, seed=8))
     assert not set(first) & set(other)
+
+
+# sha256 of the corpus bytes (each example + "\n\n", as `write_demo_corpus` writes them), recorded
+# from the code BEFORE the tables moved out of demo_corpus.py into jobgpt/data/demo_corpus.toml:
+# the move had to be invisible. (1, 1338) is the held-out example `jobgpt demo` shows (seed + 1).
+# A mismatch means the data file or the order of the draws changed. If that was intended, record
+# the new digests with the expression in `_digest` and say so in the commit: every demo corpus
+# written before and after will differ.
+CORPUS_SHA256 = {
+    (3000, 1337): "d2fd5b12c0dc4630fa61ea454973a6a24bae40501b04db7e4296723dd7048fd1",
+    (200, 7): "a1621f4aaefb2cc716fa3a464399f8784cda282621323c17352280b0607808d8",
+    (1, 1338): "04eb1f825045563470c96d47a179013a1018e5e107da48088733a80e69c3d703",
+}
+
+
+def _digest(n: int, seed: int) -> str:
+    text = "".join(t + "\n\n" for t in generate_demo_corpus(n, seed))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("n", "seed"), list(CORPUS_SHA256))
+def test_same_seed_gives_the_same_bytes_as_before_the_tables_moved(n: int, seed: int) -> None:
+    assert _digest(n, seed) == CORPUS_SHA256[n, seed]
+
+
+def test_written_file_has_the_recorded_bytes(tmp_path: Path) -> None:
+    path = write_demo_corpus(tmp_path / "demo.txt", n=200, seed=7)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == CORPUS_SHA256[200, 7]
+
+
+def test_import_does_not_read_the_data_file() -> None:
+    """The tables are parsed on first use: commands that never draw a posting don't pay for it."""
+    code = "import jobgpt.demo_corpus as d; print(d._tables.cache_info().currsize)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+
+
+def test_data_file_is_not_ignored_by_git() -> None:
+    """An ignored file is left out of commits and of the wheel (hatchling honours .gitignore)."""
+    path = Path(demo_corpus.__file__).parent / "data" / demo_corpus._DATA_FILE
+    assert path.is_file()
+    try:
+        result = subprocess.run(
+            # --no-index: the rules alone decide, as for hatchling (force-adding would not help)
+            ["git", "check-ignore", "--no-index", "-v", str(path)],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        pytest.skip("git is not installed")
+    if result.returncode == 128:
+        pytest.skip("not in a git checkout")
+    assert result.returncode == 1, (
+        f"git ignores the packaged data file ({result.stdout.strip()}): "
+        "anchor that rule to the repository root (e.g. /data/) or un-ignore src/jobgpt/data/"
+    )
 
 
 def test_default_size_is_fast_and_has_no_duplicates(default_corpus: list[str]) -> None:
