@@ -38,8 +38,12 @@ def test_demo_runs_every_stage_and_says_where_everything_is(
     tiny_demo_preset: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert demo(tmp_path, "--device", "cpu") == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     root = tmp_path / "demo"
+    # stderr is not a terminal here (as in `jobgpt demo 2>log`): plain log lines, no progress
+    # bars redrawn with carriage returns, no library chatter
+    assert "\r" not in err and "fontManager" not in err
+    assert "tokenizer health" in err and "jobgpt train" in err
     for name in ("data/samples.txt", "data/tokenizer.json", "data/train.bin", "data/meta.json"):
         assert (root / name).is_file(), name
     for name in ("ckpt.pt", "best.pt", "metrics.jsonl", "loss.png", "train_summary.json"):

@@ -81,10 +81,10 @@ def _flag_type(tp: Any) -> tuple[type, bool]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     values = nest({k: v for k, v in vars(args).items() if k != "stage"})
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log = _log_to_stderr()
     try:
         # Log lines go through tqdm.write, so they never garble an active progress bar.
-        with logging_redirect_tqdm():
+        with logging_redirect_tqdm(loggers=[log]):
             run_stage(args.stage, values)
     except JobGPTError as err:
         hint = f"\n  fix: {err.hint}" if err.hint else ""
@@ -94,3 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted.", file=sys.stderr)
         return 130
     return 0
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr (which tests and wrappers may swap) at each record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _log_to_stderr() -> logging.Logger:
+    """jobgpt's own INFO lines to stderr, as bare messages. Only the `jobgpt` logger: the root
+    logger stays at WARNING, so libraries' chatter (matplotlib's "generated new fontManager")
+    stays out of the output. Idempotent: `main` may run many times in one process."""
+    log = logging.getLogger("jobgpt")
+    log.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    return log

@@ -41,6 +41,7 @@ from jobgpt.bins import BIN_FILES, FORMAT_VERSION, META_FILE, SPLITS, token_dtyp
 from jobgpt.config import DatasetConfig
 from jobgpt.errors import DataError
 from jobgpt.files import atomic_write_text, temp_path
+from jobgpt.progress import Progress
 from jobgpt.qa import EOT
 from jobgpt.tokenizer import load_tokenizer, special_id, tokenizer_sha256
 
@@ -121,8 +122,6 @@ def _encode_corpus(
     texts: Iterable[str], tok: Tokenizer, spool: Path, dtype: np.dtype, min_chars: int
 ) -> _Corpus:
     """Deduplicate, fingerprint and encode ``texts`` into ``spool`` (tokens, EOT after each)."""
-    from tqdm import tqdm
-
     corpus = _Corpus()
     eot = special_id(tok, EOT)
     # One background thread encodes batch k (the Rust encoder releases the GIL and uses every
@@ -130,7 +129,7 @@ def _encode_corpus(
     with (
         ThreadPoolExecutor(max_workers=1) as pool,
         open(spool, "wb") as out,
-        tqdm(desc="encoding", unit="B", unit_scale=True, leave=False) as bar,
+        Progress("encoding") as bar,
     ):
         pending: Future | None = None
         for batch, n_bytes in text_batches(_unique(texts, corpus, min_chars)):

@@ -38,6 +38,7 @@ from jobgpt.commands import command
 from jobgpt.config import TokenizerConfig
 from jobgpt.errors import ConfigError, DataError
 from jobgpt.files import atomic_write_text, sha256_text
+from jobgpt.progress import Progress
 from jobgpt.qa import EOT, PAD, QA_MARKERS
 
 logger = logging.getLogger(__name__)
@@ -360,9 +361,7 @@ def run(cfg: TokenizerConfig) -> Tokenizer:
 
 
 def _with_progress(documents: Iterable) -> Iterator[str]:
-    from tqdm import tqdm
-
-    with tqdm(desc="reading corpus", unit="B", unit_scale=True, leave=False) as bar:
+    with Progress("reading corpus") as bar:
         for doc in documents:
             bar.update(len(doc.text.encode("utf-8")))
             yield doc.text
