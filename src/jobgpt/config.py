@@ -26,6 +26,10 @@ DEFAULT_CHECKPOINT = f"{CHECKPOINT_DIR}/ckpt.pt"
 
 DEFAULT_SEED = 1337
 DEFAULT_NUM_SAMPLES = 3  # `jobgpt generate` draws this many samples unless told otherwise
+# Bounds of one generation call. A posting is ~500 tokens; 10,000 new tokens take minutes on a
+# CPU already, and 1e9 would run for days without a word. Samples run as one batch in memory.
+MAX_NEW_TOKENS = 10_000
+MAX_SAMPLES = 64
 
 
 def arg(default: Any, help: str, **extra: Any) -> Any:
@@ -90,13 +94,19 @@ def check_sampling(temperature: float, top_k: int, top_p: float, repetition_pena
 
 
 def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str]) -> None:
+    """The batch and length of one generation call: bounded, so a typo cannot run for hours."""
     _require(
         num_samples >= 1, f"--num-samples {num_samples} is below 1", "draw at least one sample"
     )
     _require(
-        max_new_tokens >= 1,
-        f"--max-new-tokens {max_new_tokens} is below 1",
-        "generate at least one token, e.g. 200",
+        1 <= max_new_tokens <= MAX_NEW_TOKENS,
+        f"--max-new-tokens {max_new_tokens} is outside 1..{MAX_NEW_TOKENS:,}",
+        "a posting is ~500 tokens: ask for e.g. 200, or up to a few thousand",
+    )
+    _require(
+        num_samples <= MAX_SAMPLES,
+        f"--num-samples {num_samples} is more than {MAX_SAMPLES}",
+        f"draw at most {MAX_SAMPLES} at once (one batch), or call again with another --seed",
     )
     _require(all(stop), "--stop got an empty string", "give non-empty stop strings")
 
@@ -104,31 +114,50 @@ def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str])
 # --- the stages' settings ------------------------------------------------------------------------
 
 
+class Checked:
+    """A stage config that checks itself when built (and when `dataclasses.replace` rebuilds it):
+    every float must be a finite number (`--lr nan` would train on NaN), then `check()` applies
+    the stage's own rules."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
+            value = getattr(self, f.name)
+            _require(
+                not isinstance(value, float) or math.isfinite(value),
+                f"--{f.name.replace('_', '-')} must be a finite number, got {value}",
+                "pass an ordinary number (see --help for the range)",
+            )
+        self.check()
+
+    def check(self) -> None:
+        """The stage's own rules; raise ConfigError naming the flag and the fix."""
+
+
 @dataclass
-class DemoDataConfig:
+class DemoDataConfig(Checked):
     out: str = arg(DEFAULT_CORPUS, "where to write the synthetic demo corpus")
     n: int = arg(3000, "number of synthetic postings")
     seed: int = arg(DEFAULT_SEED, "random seed: the same seed writes the same corpus")
     overwrite: bool = arg(False, "replace --out if it already exists (it may be a real corpus)")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _at_least_1(n=self.n)
 
 
 @dataclass
-class TokenizerConfig:
+class TokenizerConfig(Checked):
     input: list[str] = arg([DEFAULT_CORPUS], "corpus files, directories or globs")
     vocab_size: int = arg(24_000, "requested vocabulary size (special and byte tokens included)")
     out: str = arg(DEFAULT_TOKENIZER, "where to save tokenizer.json")
     min_frequency: int = arg(2, "a merge must occur at least this often to be learned")
     seed: int = arg(DEFAULT_SEED, "seed for the held-out slice of the health report")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _at_least_1(vocab_size=self.vocab_size, min_frequency=self.min_frequency)
 
 
 @dataclass
-class DatasetConfig:
+class DatasetConfig(Checked):
     input: list[str] = arg([DEFAULT_CORPUS], "corpus files, directories or globs")
     tokenizer: str = arg(DEFAULT_TOKENIZER, "tokenizer.json to encode with")
     out_dir: str = arg(DATA_DIR, "directory for train.bin, val.bin and meta.json")
@@ -139,7 +168,7 @@ class DatasetConfig:
         100, "paragraphs this long or longer tie documents sharing them to one split (0 = off)"
     )
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _at_least_1(block_size=self.block_size)
         _require(
             0.0 < self.val_fraction < 1.0,
@@ -154,7 +183,7 @@ class DatasetConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Checked):
     """The GPT's architecture. Saved inside every checkpoint; later stages read it from there."""
 
     vocab_size: int = arg(24_000, "vocabulary size (set from the tokenizer, not a flag)", cli=False)
@@ -171,7 +200,7 @@ class ModelConfig:
     )
     bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _at_least_1(
             vocab_size=self.vocab_size,
             block_size=self.block_size,
@@ -188,7 +217,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     data_dir: str = arg(DATA_DIR, "directory with train.bin, val.bin, meta.json, tokenizer.json")
     out_dir: str = arg(CHECKPOINT_DIR, "where ckpt.pt, best.pt, metrics.jsonl and loss.png go")
     preset: str = arg(
@@ -223,7 +252,7 @@ class TrainConfig:
     resume: bool = arg(False, "continue from out_dir/ckpt.pt exactly where it stopped")
     overwrite: bool = arg(False, "start over even if out_dir already holds a checkpoint")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _at_least_1(
             batch_size=self.batch_size,
             grad_accum=self.grad_accum,
@@ -293,7 +322,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(Checked):
     checkpoint: str = arg(DEFAULT_CHECKPOINT, "checkpoint to sample from (ckpt.pt or best.pt)")
     prompt: str = arg("", "text to continue (empty = start of a new document)")
     question: str | None = arg(
@@ -315,7 +344,7 @@ class GenerateConfig:
     stream: bool = arg(True, "print text as it is generated")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_sampling(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
         check_generation(
             1 if self.num_samples is None else self.num_samples, self.max_new_tokens, self.stop
@@ -331,7 +360,7 @@ class GenerateConfig:
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Checked):
     """`jobgpt demo`; its training settings are TRAIN_PRESETS["demo"]."""
 
     out_dir: str = arg("runs/demo", "where the demo keeps its corpus, tokenizer, bins, checkpoints")
@@ -341,7 +370,7 @@ class DemoConfig:
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = arg(DEFAULT_SEED, "seed for the corpus, the split and training")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _at_least_1(n=self.n, vocab_size=self.vocab_size)
 
 
