@@ -16,6 +16,7 @@ from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from jobgpt.commands import command
 from jobgpt.errors import JobGPTError
 from jobgpt.stages import STAGES, nest, run_stage
 
@@ -24,7 +25,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the house error format: the problem and the fix, not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}\n  fix: see `{self.prog} --help` for every flag\n")
+        fix = f"see `{self.prog} --help` for every flag"
+        if "expected one argument" in message:
+            # argparse reads a value that starts with "-" as the next flag
+            flag = message.split()[1].rstrip(":")
+            fix = f"attach a value that starts with '-' with '=': {flag}=-value; or {fix}"
+        self.exit(2, f"error: {message}\n  fix: {fix}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,12 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
     for name, stage in STAGES.items():
         stage_parser = sub.add_parser(name, help=stage.help, description=stage.help)
-        add_flags(stage_parser, stage.config)
+        add_flags(stage_parser, stage.config, stage.presets or {})
     return parser
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """One `--flag` per dataclass field; nested dataclasses (the model) are flattened."""
+def build_script_parser(stage: str) -> argparse.ArgumentParser:
+    """The parser of one stage run as its reference script (`uv run python
+    scripts/train_gpt.py`), so that its usage and errors name the command the user typed."""
+    parser = _Parser(prog=command(stage), description=STAGES[stage].help)
+    add_flags(parser, STAGES[stage].config, STAGES[stage].presets or {})
+    return parser
+
+
+def add_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    presets: dict[str, dict[str, Any]],
+    prefix: str = "",
+) -> None:
+    """One `--flag` per dataclass field; nested dataclasses (the model) are flattened. The help
+    shows the default and what each preset sets instead."""
     hints = get_type_hints(cls)
     defaults = cls()
     for f in fields(cls):
@@ -48,13 +68,16 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> N
         if f.metadata.get("cli") is False:
             continue
         if is_dataclass(tp):
-            add_flags(parser, tp, prefix=f"{prefix}{f.name}.")
+            inner = {name: values.get(f.name, {}) for name, values in presets.items()}
+            add_flags(parser, tp, inner, prefix=f"{prefix}{f.name}.")
             continue
         default = getattr(defaults, f.name)
+        by_preset = [f"{name}: {v[f.name]!r}" for name, v in presets.items() if f.name in v]
+        shown = f"default: {default!r}" + (f"; preset {', '.join(by_preset)}" if by_preset else "")
         kwargs: dict[str, Any] = {
             "dest": prefix + f.name,
             "default": argparse.SUPPRESS,  # only flags the user typed reach make_config
-            "help": f"{f.metadata.get('help', '')} (default: {default!r})",
+            "help": f"{f.metadata.get('help', '')} ({shown})",
         }
         base, is_list = _flag_type(tp)
         if base is bool:
@@ -78,8 +101,15 @@ def _flag_type(tp: Any) -> tuple[type, bool]:
     return tp, False
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, as_script: bool = False) -> int:
+    """`jobgpt <stage> [flags]`. `as_script`: run by the stage's reference script, whose
+    command then appears in the usage line and in errors."""
+    argv = sys.argv[1:] if argv is None else argv
+    if as_script:
+        args = build_script_parser(argv[0]).parse_args(argv[1:])
+        args.stage = argv[0]
+    else:
+        args = build_parser().parse_args(argv)
     values = nest({k: v for k, v in vars(args).items() if k != "stage"})
     log = _log_to_stderr()
     try:

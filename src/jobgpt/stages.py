@@ -22,6 +22,9 @@ class Stage:
     # "module:function" that builds the config from the typed values, where make_config's
     # "preset, then flags" is not the whole story (train: --resume takes the checkpoint's).
     configure: str | None = None
+    presets: dict[str, dict[str, Any]] | None = (
+        None  # named bundles of settings (--help shows them)
+    )
 
 
 STAGES: dict[str, Stage] = {
@@ -50,6 +53,7 @@ STAGES: dict[str, Stage] = {
         "jobgpt.train:run",
         "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt",
         configure="jobgpt.checkpoint:train_config",
+        presets=cfg.TRAIN_PRESETS,
     ),
     "generate": Stage(
         cfg.GenerateConfig,
