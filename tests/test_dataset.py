@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,8 @@ from jobgpt.errors import DataError
 from jobgpt.qa import EOT
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 COMPANIES = ["메디인테크", "라이브나우", "코드스쿼드", "데이터랩", "그린에너지", "핀테크원"]
 ROLES = ["백엔드 개발자", "프론트엔드 엔지니어", "데이터 분석가", "PM", "디자이너"]
 BINS = ("train.bin", "val.bin")
@@ -229,7 +233,8 @@ def test_the_build_hint_names_a_data_dir_that_is_not_the_default(tmp_path, monke
     mine.mkdir()
     with pytest.raises(DataError) as err:
         TokenBins(mine)
-    assert f"scripts/build_bin_dataset.py --out-dir {mine}`" in err.value.hint
+    # no meta.json to say what the inputs were: a placeholder, never the demo corpus
+    assert f"build_bin_dataset.py --input YOUR_CORPUS_FILES --out-dir {mine}`" in err.value.hint
     monkeypatch.chdir(tmp_path)
     for default in ("data", "data/", "./data"):
         with pytest.raises(DataError) as err:
@@ -246,6 +251,56 @@ def test_reader_rejects_truncated_bins(bins_dir, tok, tmp_path):
     with pytest.raises(DataError, match="val.bin has .* bytes but meta.json promises") as err:
         TokenBins(copy, tok)
     assert err.value.hint.startswith("rebuild them") and f"--out-dir {copy}`" in err.value.hint
+    assert "--input" in err.value.hint and "--tokenizer" in err.value.hint
+
+
+def test_the_rebuild_hint_runs_as_printed_and_rebuilds_the_users_bins(
+    tmp_path, tok, tok_path, monkeypatch
+):
+    """A damaged bin's hint, run verbatim from the same directory, rebuilds the same bins from
+    the user's own corpus (it used to fall back to the demo corpus in data/samples.txt)."""
+    monkeypatch.chdir(tmp_path)
+    build(tmp_path, tok_path, make_documents(), name="mine", seed=7, val_fraction=0.2)
+    good = {name: (tmp_path / "mine" / name).read_bytes() for name in BINS}
+    (tmp_path / "mine" / "train.bin").write_bytes(good["train.bin"][:-2])
+    with pytest.raises(DataError) as err:
+        TokenBins(tmp_path / "mine", tok)
+    command = err.value.hint.split("`")[1]
+    assert command.startswith("uv run python scripts/build_bin_dataset.py --input ")
+    assert "--seed 7" in command and "--val-fraction 0.2" in command
+    args = shlex.split(command.removeprefix("uv run python "))
+    args[0] = str(REPO / args[0])
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    assert {name: (tmp_path / "mine" / name).read_bytes() for name in BINS} == good
+    assert not (tmp_path / "data").exists()  # no demo corpus written anywhere
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        ({"dtype": "float64"}, "dtype"),
+        ({"vocab_size": "many"}, "vocab_size"),
+        ({"splits": {}}, "splits.train.tokens"),
+        ({"tokenizer": None}, "tokenizer.path"),
+    ],
+)
+def test_a_hand_edited_meta_json_is_named_not_a_traceback(bins_dir, tok, tmp_path, edit, field):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in BINS:
+        (copy / name).write_bytes((bins_dir / name).read_bytes())
+    meta = {**json.loads((bins_dir / "meta.json").read_text()), **edit}
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=f"invalid {field}") as err:
+        TokenBins(copy, tok)
+    assert "edited or damaged" in err.value.message and "rebuild them" in err.value.hint
+
+
+def test_a_missing_tokenizer_stops_before_the_demo_corpus_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default input data/samples.txt does not exist here
+    with pytest.raises(DataError, match="tokenizer not found"):
+        run(make_config(DatasetConfig, {"tokenizer": str(tmp_path / "none.json")}))
+    assert not (tmp_path / "data" / "samples.txt").exists()
 
 
 def test_reader_rejects_another_tokenizer(bins_dir):

@@ -16,7 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from jobgpt.commands import command
-from jobgpt.config import DATA_DIR
+from jobgpt.config import DATA_DIR, DatasetConfig
 from jobgpt.errors import DataError
 from jobgpt.tokenizer import load_tokenizer, mismatch
 
@@ -24,6 +24,9 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 SPLITS = ("train", "val")
 BIN_FILES = {"train": "train.bin", "val": "val.bin"}
+MAX_HINT_INPUTS = 8  # a printed rebuild command lists at most this many inputs
+# meta.json records these dataset settings; a printed rebuild command repeats them
+REBUILD_SETTINGS = ("val_fraction", "seed", "block_size", "group_min_chars")
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -31,16 +34,36 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def build_hint(data_dir: str | Path, again: bool = False) -> str:
-    """How to (re)build the bins in `data_dir`: the command names that directory unless it is
-    the default, since the dataset stage writes to data/ otherwise."""
-    flags = [] if Path(data_dir) == Path(DATA_DIR) else ["--out-dir", data_dir]
+def build_hint(data_dir: str | Path, again: bool = False, meta: dict | None = None) -> str:
+    """The command that (re)builds the bins in `data_dir`, as the user built them.
+
+    With the directory's meta.json it repeats that build's settings (inputs as given, tokenizer,
+    split): run as printed, it never swaps the user's corpus for the demo one. Without it, the
+    inputs are a placeholder to fill in, unless `data_dir` is the reference pipeline's default.
+    """
+    meta = meta if isinstance(meta, dict) else {}
+    inputs = meta.get("input") or [s.get("path") for s in meta.get("sources") or []]
+    flags: list[object] = []
+    if inputs and len(inputs) <= MAX_HINT_INPUTS:
+        flags += ["--input", *inputs]
+    elif Path(data_dir) != Path(DATA_DIR):
+        flags += ["--input", "YOUR_CORPUS_FILES"]
+    defaults = DatasetConfig()
+    settings = {
+        **{name: meta.get(name) for name in REBUILD_SETTINGS},
+        "tokenizer": _get(meta, "tokenizer", "path"),
+    }
+    for name, value in settings.items():
+        if value is not None and value != getattr(defaults, name):
+            flags += [f"--{name.replace('_', '-')}", value]
+    if Path(data_dir) != Path(defaults.out_dir):
+        flags += ["--out-dir", data_dir]
     verb = "rebuild" if again else "build"
     return f"{verb} them with `{command('dataset', *flags)}` (jobgpt dataset)"
 
 
 def load_meta(data_dir: str | Path) -> dict[str, Any]:
-    """meta.json of a dataset directory, checked for the fields the reader relies on."""
+    """meta.json of a dataset directory, checked for every field the reader relies on."""
     path = Path(data_dir) / META_FILE
     if not path.is_file():
         raise DataError(
@@ -52,13 +75,46 @@ def load_meta(data_dir: str | Path) -> dict[str, Any]:
         raise DataError(
             f"{path} is not valid JSON ({err})", build_hint(data_dir, again=True)
         ) from err
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        found = meta.get("format_version") if isinstance(meta, dict) else None
-        raise DataError(
-            f"{path} has format version {found!r}, this jobgpt reads {FORMAT_VERSION}",
-            build_hint(data_dir, again=True),
-        )
+    except OSError as err:
+        raise DataError(f"{path} cannot be read ({err.strerror})", "check its permissions") from err
+    problem = _meta_problem(meta)
+    if problem:
+        hint = build_hint(data_dir, again=True, meta=meta if isinstance(meta, dict) else None)
+        raise DataError(f"{path} {problem}: it was edited or damaged", hint)
     return meta
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What is wrong with a parsed meta.json, or None. Checked field by field, so a hand-edited
+    file gets a message naming the field rather than a traceback from deep in training."""
+    if not isinstance(meta, dict):
+        return "is not a JSON object"
+    if meta.get("format_version") != FORMAT_VERSION:
+        return (
+            f"has format version {meta.get('format_version')!r}, this jobgpt reads {FORMAT_VERSION}"
+        )
+    checks = {
+        "dtype": meta.get("dtype") in ("uint16", "uint32"),
+        "vocab_size": _is_int(meta.get("vocab_size")) and meta["vocab_size"] > 0,
+        "eot_id": _is_int(meta.get("eot_id")),
+        "tokenizer.path": isinstance(_get(meta, "tokenizer", "path"), str),
+        "tokenizer.sha256": isinstance(_get(meta, "tokenizer", "sha256"), str),
+    }
+    for split in SPLITS:
+        tokens = _get(meta, "splits", split, "tokens")
+        checks[f"splits.{split}.tokens"] = _is_int(tokens) and tokens >= 0
+    bad = [name for name, ok in checks.items() if not ok]
+    return f"has a missing or invalid {', '.join(bad)}" if bad else None
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class TokenBins:
@@ -80,7 +136,7 @@ class TokenBins:
             raise DataError(
                 f"{self.data_dir / META_FILE}: dtype {self.dtype} does not fit vocab "
                 f"{self.vocab_size:,}",
-                build_hint(self.data_dir, again=True),
+                build_hint(self.data_dir, again=True, meta=self.meta),
             )
         self.tokens = {name: self._open(name) for name in SPLITS}
 
@@ -91,20 +147,21 @@ class TokenBins:
             raise DataError(
                 f"the bins in {self.data_dir} were encoded with another tokenizer "
                 f"({recorded['path']}) than this one: {differs}",
-                build_hint(self.data_dir, again=True) + " after retraining a tokenizer",
+                build_hint(self.data_dir, again=True, meta=self.meta)
+                + " after retraining a tokenizer",
             )
 
     def _open(self, name: str) -> np.ndarray:
         path = self.data_dir / BIN_FILES[name]
         expected = int(self.meta["splits"][name]["tokens"])
         if not path.is_file():
-            raise DataError(f"{path} is missing", build_hint(self.data_dir))
+            raise DataError(f"{path} is missing", build_hint(self.data_dir, meta=self.meta))
         size = path.stat().st_size
         if size != expected * self.dtype.itemsize:
             raise DataError(
                 f"{path} has {size:,} bytes but meta.json promises {expected:,} {self.dtype} "
                 f"tokens ({expected * self.dtype.itemsize:,} bytes): a partial or foreign file",
-                build_hint(self.data_dir, again=True),
+                build_hint(self.data_dir, again=True, meta=self.meta),
             )
         if expected == 0:
             return np.zeros(0, dtype=self.dtype)

@@ -274,8 +274,8 @@ def run(cfg: DatasetConfig) -> dict[str, Any]:
     from jobgpt.demo_corpus import ensure_default_corpus
     from jobgpt.inputs import resolve_inputs
 
+    tok = load_tokenizer(cfg.tokenizer)  # before writing a demo corpus that could not be used
     ensure_default_corpus(cfg.input)
-    tok = load_tokenizer(cfg.tokenizer)
     vocab_size = tok.get_vocab_size()
     dtype = token_dtype(vocab_size)
     out_dir = Path(cfg.out_dir)
@@ -348,6 +348,7 @@ def _meta(cfg, tok, dtype, counts, corpus: _Corpus, split: _Split, sources) -> d
             f"val_fraction ({split.moved} more groups moved to val to hold "
             f"{MIN_VAL_WINDOWS} windows of block_size)"
         ),
+        "input": list(cfg.input),  # as given: the rebuild hint repeats them
         "seed": cfg.seed,
         "val_fraction": cfg.val_fraction,
         "group_min_chars": cfg.group_min_chars,
