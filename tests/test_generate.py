@@ -397,6 +397,35 @@ def test_a_tokenizer_that_does_not_fit_the_model_is_refused(
 # --- printing and the script --------------------------------------------------------------------
 
 
+class RunsCode:
+    """A pickle that would run code when loaded without weights_only."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize(
+    "craft, problem",
+    [
+        (lambda p: {**p, "model_config": {**p["model_config"], "n_expert": 4}}, "does not fit"),
+        (lambda p: {**p, "model_config": {**p["model_config"], "n_layer": 3}}, "does not fit"),
+        (lambda p: {**p, "tokenizer": {**p["tokenizer"], "json": "{not json"}}, "not valid"),
+        (lambda p: {**p, "model": RunsCode()}, "refuses to load"),
+    ],
+    ids=["unknown config key", "layers missing", "bad tokenizer JSON", "code in the pickle"],
+)
+def test_crafted_checkpoints_get_a_message_not_a_traceback(
+    tmp_path: Path, gen: TextGenerator, craft, problem: str, capsys
+) -> None:
+    path = checkpoint(tmp_path / "ckpt.pt", gen.model, gen.tokenizer)
+    payload = torch.load(path, weights_only=True)
+    torch.save(craft(payload), path)
+    with pytest.raises(CheckpointError, match=problem) as err:
+        TextGenerator.from_checkpoint(path, device="cpu")
+    assert "weights_only=False" not in str(err.value)  # never advise unsafe loading
+    assert "this must never run" not in capsys.readouterr().out
+
+
 def test_samples_print_one_after_another() -> None:
     out, err = io.StringIO(), io.StringIO()
     printer = SamplePrinter(3, stream=True, out=out, err=err)

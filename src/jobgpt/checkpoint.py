@@ -15,6 +15,7 @@ can read it without executing any pickled code):
 
 from __future__ import annotations
 
+import pickle
 import platform
 import random
 from dataclasses import fields
@@ -79,9 +80,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run any code in the file:
+        # advice a user must never follow, so it is not passed on.
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data, which jobgpt "
+            "refuses to load (loading them could run code from the file)",
+            _damaged_hint(path),
+        ) from None
+    except OSError as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({err.strerror})", _damaged_hint(path)
+        ) from None
     except Exception as err:  # torch raises several types for truncated/foreign files
         raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(err).__name__}: {err})",
+            f"checkpoint {path} could not be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]})",
             _damaged_hint(path),
         ) from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
@@ -107,8 +121,17 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[GPT, Tokenizer, 
     """
     ckpt = load_checkpoint(path)
     tokenizer = tokenizer_from_checkpoint(ckpt, path)
-    model = model_from_checkpoint(ckpt).to(resolve_device(device))
-    return model, tokenizer, ckpt
+    try:
+        model = model_from_checkpoint(ckpt)
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as err:
+        # A checkpoint assembled or edited by hand: a config key this version lacks, weights
+        # of other shapes than the config says, a non-dict state.
+        raise CheckpointError(
+            f"{path}: the model in the checkpoint does not fit its own config "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+            f"the checkpoint is damaged or was assembled by hand; {_damaged_hint(Path(path))}",
+        ) from None
+    return model.to(resolve_device(device)), tokenizer, ckpt
 
 
 def model_config_from(ckpt: dict[str, Any]) -> ModelConfig:
@@ -133,7 +156,13 @@ def tokenizer_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoi
         raise CheckpointError(
             f"{path} carries no tokenizer", f"it was not written by this version of jobgpt; {fix}"
         )
-    tokenizer = Tokenizer.from_str(info["json"])
+    try:
+        tokenizer = Tokenizer.from_str(info["json"])
+    except Exception as err:  # the Rust parser raises a bare Exception
+        raise CheckpointError(
+            f"{path}: the embedded tokenizer is not valid ({str(err)[:200]})",
+            f"the checkpoint is damaged or was assembled by hand; {fix}",
+        ) from None
     for recorded in (info, ckpt["model_config"]):  # what was saved; what the weights were built for
         differs = mismatch(tokenizer, recorded.get("sha256"), recorded.get("vocab_size"))
         if differs:
