@@ -160,7 +160,7 @@ def test_block_boundaries_do_not_change_documents_or_error_offsets(
     eot = write(tmp_path / "eot.txt", "가\n\n\n나\n<|endoftext|>\n<|endoftext|>\n\n다 \n")
     bad = write(tmp_path / "bad.txt", b"ok line\n\xea\xb0\x80 \xff tail\n")
     expected = [list(iter_documents([str(p)])) for p in (qa, raw, eot)]
-    monkeypatch.setattr("jobgpt.corpus._CHUNK", chunk)
+    monkeypatch.setattr("jobgpt.textfile._CHUNK", chunk)
     assert [list(iter_documents([str(p)])) for p in (qa, raw, eot)] == expected
     assert [d.text for d in expected[1]] == ["가나다", "라마 ㆍ바\n사", "  아"]
     assert [d.source for d in expected[1]] == [f"{raw}:1", f"{raw}:4", f"{raw}:9"]

@@ -13,7 +13,9 @@ document is depends on the file:
 
 Text is kept lossless: no Unicode normalisation (NFKC would turn the bullet ``ㆍ`` into ``·``),
 newlines and ``\\r\\n`` kept, only whitespace around a document or field stripped. Every bad input
-raises an `InputError` naming the file (and line or byte) and the fix.
+raises an `InputError` naming the file (and line or byte) and the fix. Turning bytes into text
+(blocks of whole lines, the BOM, UTF-8 and binary checks) is `jobgpt.textfile`'s job; this module
+cuts that text into documents.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 from jobgpt.errors import InputError
 from jobgpt.inputs import (
     CSV_SUFFIXES,
-    FORMATS_HINT,
     JSON_SUFFIXES,
     JSONL_SUFFIXES,
     TEXT_SUFFIXES,
@@ -40,15 +41,13 @@ from jobgpt.inputs import (
 from jobgpt.postings import RECORD_KEYS_HINT, record_text
 from jobgpt.qa import ANSWER_END, is_qa_format, split_qa_blocks
 from jobgpt.qa import EOT as END_OF_TEXT  # the document separator, defined once
+from jobgpt.textfile import check_looks_like_text, read_all_text, read_lines, text_blocks
 
 logger = logging.getLogger(__name__)
 
 # A .json file is parsed whole (a list cannot be streamed with the standard library), which takes
 # several times its size in memory; past this, .jsonl (read line by line) is the right format.
 MAX_JSON_BYTES = 512 * 1024 * 1024
-
-_BOM = b"\xef\xbb\xbf"
-_CHUNK = 1 << 20  # bytes read and decoded at a time
 
 
 class Document(NamedTuple):
@@ -105,7 +104,7 @@ def _read_file(path: Path, stats: _FileStats) -> Iterator[Document]:
     if suffix in CSV_SUFFIXES:
         return _read_csv(path, stats)
     if suffix not in TEXT_SUFFIXES:
-        _check_looks_like_text(path)
+        check_looks_like_text(path)
     return _read_text(path, stats)
 
 
@@ -134,116 +133,6 @@ def _no_documents(path: Path, stats: _FileStats) -> InputError:
     )
 
 
-# --- lines and blocks, with the checks every text-like format shares
-
-
-def _text_blocks(path: Path) -> Iterator[str]:
-    """A UTF-8 file's text in blocks of whole lines (about `_CHUNK` bytes), in bounded memory.
-
-    Decoding a block at once is much faster than line by line, and an error still knows its
-    exact byte offset and line. A leading UTF-8 BOM is dropped; "\\r\\n" is kept.
-    """
-    offset, line = 0, 1
-    with path.open("rb") as f:
-        for i, block in enumerate(_blocks(f)):
-            if i == 0:
-                block, offset = _skip_bom(path, block)
-            yield _decode(path, block, offset, line)
-            offset += len(block)
-            line += block.count(b"\n")
-
-
-def _blocks(f: BinaryIO) -> Iterator[bytes]:
-    """Blocks of a binary file, each ending with a newline (except perhaps the last)."""
-    rest: list[bytes] = []  # a line longer than a block, in pieces (never re-copied)
-    while block := f.read(_CHUNK):
-        cut = block.rfind(b"\n") + 1
-        if not cut:
-            rest.append(block)
-            continue
-        yield b"".join([*rest, block[:cut]])
-        rest = [block[cut:]]
-    if tail := b"".join(rest):
-        yield tail
-
-
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line with its "\\n") of a UTF-8 file; lines end at "\\n" only."""
-    number = 1
-    for text in _text_blocks(path):
-        *lines, tail = text.split("\n")  # tail is "" when the block ends with a newline
-        for line in lines:
-            yield number, line + "\n"
-            number += 1
-        if tail:
-            yield number, tail
-            number += 1
-
-
-def _skip_bom(path: Path, head: bytes) -> tuple[bytes, int]:
-    """The file's first bytes less a UTF-8 BOM, and how many bytes were skipped."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{path} is UTF-16 text", "re-save it as UTF-8 (any editor's 'Save as')")
-    return (head[len(_BOM) :], len(_BOM)) if head.startswith(_BOM) else (head, 0)
-
-
-def _decode(path: Path, data: bytes, offset: int, line: int) -> str:
-    """``data`` (found at byte ``offset``, line ``line`` of ``path``) as text, or an InputError."""
-    nul = data.find(b"\0")
-    if nul >= 0:
-        raise _binary_error(path, offset + nul)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        start = data.rfind(b"\n", 0, err.start) + 1
-        end = data.find(b"\n", err.start)
-        bad_line = data[start : end if end >= 0 else len(data)]
-        line += data.count(b"\n", 0, err.start)
-        raise _utf8_error(path, offset + err.start, line, bad_line) from None
-
-
-def _binary_error(path: Path, offset: int) -> InputError:
-    return InputError(
-        f"{path} looks like a binary file, not text (NUL byte at byte offset {offset:,})",
-        f"leave it out of --input; {FORMATS_HINT}",
-    )
-
-
-def _utf8_error(path: Path, offset: int, line_number: int, line: bytes) -> InputError:
-    guess = ""
-    try:
-        line.decode("cp949")
-        guess = " It looks like CP949/EUC-KR (common for Korean Windows files)."
-    except UnicodeDecodeError:
-        pass
-    # The path as the user gave it (relative to where they ran jobgpt), so the command works
-    # when pasted into the same shell; the converted copy goes beside the original.
-    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
-    return InputError(
-        f"{path} is not valid UTF-8: byte offset {offset:,} (line {line_number}).{guess}",
-        f"re-save the file as UTF-8, e.g. `iconv -f cp949 -t utf-8 {shlex.quote(str(path))} > "
-        f"{shlex.quote(str(converted))}`",
-    )
-
-
-def _check_looks_like_text(path: Path) -> None:
-    """An unknown extension is read as text only if its first 8 KB look like UTF-8 text."""
-    with path.open("rb") as f:
-        head = f.read(8192)
-    problem = "NUL bytes" if b"\0" in head else ""
-    if not problem:
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as err:
-            if err.start < len(head) - 3:  # not just a character cut at the 8 KB boundary
-                problem = f"invalid UTF-8 at byte offset {err.start:,}"
-    if problem:
-        raise InputError(
-            f"{path}: unknown format {path.suffix or '(no extension)'!r} and not text ({problem})",
-            f"leave it out of --input; {FORMATS_HINT}",
-        )
-
-
 # --- plain text
 
 # A line holding only <|endoftext|> (spaces around it allowed).
@@ -269,7 +158,7 @@ def _detect_text_rule(path: Path) -> str:
     """'qa' if the file starts with [QUESTION], else 'eot' if any line is <|endoftext|>, else
     'blank'. Stops reading at the first block that decides."""
     seen_text = False
-    for text in _text_blocks(path):
+    for text in text_blocks(path):
         if not seen_text and text.strip():
             if is_qa_format(text):
                 return "qa"
@@ -288,7 +177,7 @@ def _split_stream(path: Path, separator: re.Pattern[str]) -> Iterator[Document]:
     """
     pieces: list[str] = []  # the document being read
     line = 1  # the line its first piece starts on
-    for block in _text_blocks(path):
+    for block in text_blocks(path):
         text = block
         if pieces:
             last = pieces.pop()
@@ -322,7 +211,7 @@ def _split_qa_stream(path: Path, stats: _FileStats) -> Iterator[Document]:
     """
     pieces: list[str] = []
     line = 1  # the line the kept text starts on
-    for block in _text_blocks(path):
+    for block in text_blocks(path):
         cut = block.rfind(ANSWER_END)
         if cut < 0:
             pieces.append(block)
@@ -360,7 +249,7 @@ def _count_ignored(gap: str, line: int, stats: _FileStats) -> None:
 
 def _read_jsonl(path: Path, stats: _FileStats) -> Iterator[Document]:
     stats.rule = "one record per JSON line"
-    for number, line in _read_lines(path):
+    for number, line in read_lines(path):
         if not line.strip():
             continue
         try:
@@ -381,8 +270,7 @@ def _read_json(path: Path, stats: _FileStats) -> Iterator[Document]:
             "convert it to JSON Lines, one record per line: jq -c '.[]' "
             f"{shlex.quote(str(path))} > {shlex.quote(str(path.with_suffix('.jsonl')))}",
         )
-    body, offset = _skip_bom(path, path.read_bytes())
-    text = _decode(path, body, offset, 1)
+    text = read_all_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -423,7 +311,7 @@ def _read_csv(path: Path, stats: _FileStats) -> Iterator[Document]:
     stats.rule = "one record per CSV row"
     # Posting texts are long; the csv module's default 128 KB field limit is too small for some.
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-    reader = csv.DictReader(line for _, line in _read_lines(path))
+    reader = csv.DictReader(line for _, line in read_lines(path))
     try:
         for row in reader:
             record = {k: v for k, v in row.items() if isinstance(k, str)}
