@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import types
 from dataclasses import fields, is_dataclass
@@ -18,6 +20,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jobgpt.commands import command
 from jobgpt.errors import JobGPTError
+from jobgpt.files import os_error
 from jobgpt.stages import STAGES, nest, run_stage
 
 
@@ -117,13 +120,25 @@ def main(argv: list[str] | None = None, as_script: bool = False) -> int:
         with logging_redirect_tqdm(loggers=[log]):
             run_stage(args.stage, values)
     except JobGPTError as err:
-        hint = f"\n  fix: {err.hint}" if err.hint else ""
-        print(f"error: {err.message}{hint}", file=sys.stderr)
-        return 1
+        return _fail(err)
+    except BrokenPipeError:
+        # The reader went away (`jobgpt generate | head`): stop quietly, as Unix tools do.
+        # Python would report the pipe again when it flushes stdout at exit, so point it at
+        # /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as err:  # a disk that is full or read-only, a path of the wrong kind...
+        return _fail(os_error(err))
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         return 130
     return 0
+
+
+def _fail(err: JobGPTError) -> int:
+    hint = f"\n  fix: {err.hint}" if err.hint else ""
+    print(f"error: {err.message}{hint}", file=sys.stderr)
+    return 1
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -22,6 +22,7 @@ How documents reach a split, in one streaming pass plus a cheap copy:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ from tokenizers import Tokenizer
 from jobgpt.bins import BIN_FILES, FORMAT_VERSION, META_FILE, SPLITS, token_dtype
 from jobgpt.config import DatasetConfig
 from jobgpt.errors import DataError
-from jobgpt.files import atomic_write_text, temp_path
+from jobgpt.files import atomic_write_text, check_output, os_error, temp_path
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT
 from jobgpt.tokenizer import load_tokenizer, special_id, tokenizer_sha256
@@ -274,6 +275,7 @@ def run(cfg: DatasetConfig) -> dict[str, Any]:
     from jobgpt.demo_corpus import ensure_default_corpus
     from jobgpt.inputs import resolve_inputs
 
+    check_output(cfg.out_dir, "--out-dir", is_dir=True)
     tok = load_tokenizer(cfg.tokenizer)  # before writing a demo corpus that could not be used
     ensure_default_corpus(cfg.input)
     vocab_size = tok.get_vocab_size()
@@ -297,9 +299,12 @@ def run(cfg: DatasetConfig) -> dict[str, Any]:
             os.replace(tmp[name], out_dir / BIN_FILES[name])
         # meta.json last: bins without a matching meta.json fail loudly in TokenBins
         atomic_write_text(out_dir / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
+    except OSError as err:  # a full disk: say which folder, not just "short write"
+        raise os_error(err, doing=f"writing the token bins in {out_dir}") from None
     finally:
         for path in (spool, *tmp.values()):
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     _report(meta, corpus, split, seconds, out_dir)
     return meta

@@ -1,4 +1,4 @@
-"""Atomic writes and fingerprints: the one place the pipeline writes a file.
+"""Atomic writes, fingerprints and file-system errors: the one place the pipeline writes a file.
 
 Every output (tokenizer.json, the bins' meta.json, checkpoints, metrics, the loss plot, the demo
 corpus) is written to a hidden temp file beside its destination and renamed over it, so a reader
@@ -7,12 +7,16 @@ sees the old file or the new one, never half of one, even when the writer is kil
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from jobgpt.errors import JobGPTError
 
 
 def temp_path(path: Path) -> Path:
@@ -36,7 +40,10 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             yield f
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)  # after a successful replace there is nothing left to remove
+        # After a successful replace there is nothing left to remove. On a full or read-only
+        # disk the clean-up may fail too: the first error is the one to report.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -48,3 +55,57 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def sha256_text(text: str) -> str:
     """Hex sha256 of a string's UTF-8 bytes."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- when the file system says no -------------------------------------------------------------
+
+# errno -> what it means for a user, and what to do about it
+_OS_FIXES = {
+    errno.ENOSPC: ("no space left on the device", "free some disk space, or write elsewhere"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space, or write elsewhere"),
+    errno.EROFS: ("the file system is read-only", "choose a writable location"),
+    errno.EACCES: ("permission denied", "check the permissions, or write elsewhere"),
+    errno.EPERM: ("operation not permitted", "check the permissions, or write elsewhere"),
+    errno.EISDIR: ("it is a directory, not a file", "name a file there instead"),
+    errno.ENOTDIR: ("a part of the path is a file, not a directory", "fix the path"),
+    errno.EEXIST: ("a file is in the way", "remove it, or choose another path"),
+    errno.ENOENT: ("it does not exist", "check the path"),
+}
+
+
+def os_error(err: OSError, doing: str = "") -> JobGPTError:
+    """An OSError as the house error: the file, what failed in words, and the fix."""
+    what, fix = _OS_FIXES.get(err.errno or 0, (err.strerror or str(err), "check the path"))
+    if err.errno is None and "written" in str(err):  # numpy's tofile on a short write
+        what, fix = "a write was cut short (the disk is probably full)", _OS_FIXES[errno.ENOSPC][1]
+    subject = doing or (f"cannot use {err.filename}" if err.filename else "a file operation failed")
+    where = f" ({err.filename})" if doing and err.filename else ""
+    return JobGPTError(f"{subject}{where}: {what}", fix)
+
+
+def check_output(path: str | Path, flag: str, is_dir: bool = False) -> None:
+    """Before long work: `path` can be written as a file (or a directory, `is_dir`) — it is not
+    the other kind, and the nearest folder that exists is writable. A problem found after an
+    hour of training would cost that hour."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != is_dir:
+        kind, other = ("a directory", "a file") if is_dir else ("a file", "a directory")
+        raise JobGPTError(
+            f"{flag} {path} is {other}, but it must be {kind}",
+            f"pass {kind} path to {flag}, or move {path} away",
+        )
+    folder = path if is_dir else path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise JobGPTError(
+            f"{flag} {path} cannot be created: {folder} is a file, not a directory",
+            f"choose another {flag}, or move {folder} away",
+        )
+    if not os.access(folder, os.W_OK):
+        reason = "is on a read-only file system" if _read_only(folder) else "is not writable"
+        raise JobGPTError(f"{flag} {path}: {folder} {reason}", f"choose a writable {flag}")
+
+
+def _read_only(folder: Path) -> bool:
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)

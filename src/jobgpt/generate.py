@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig
-from jobgpt.errors import ConfigError, InputError
+from jobgpt.errors import ConfigError, InputError, JobGPTError
 from jobgpt.generator import Completion, Piece, TextGenerator
 from jobgpt.postings import record_text
 from jobgpt.qa import build_qa_prompt
@@ -33,6 +33,11 @@ DEFAULT_QUESTION = "이 구인 정보를 요약해줘."
 
 def run(cfg: GenerateConfig) -> list[Completion]:
     """`jobgpt generate`: print samples (or a QA answer) to stdout; logs go to stderr."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to print the text
+        raise JobGPTError(
+            "standard output is closed, so there is nowhere to print the generated text",
+            "run it with stdout open, or redirect it to a file (> samples.txt)",
+        )
     prompt, echo = build_prompt(cfg)
     gen = TextGenerator.from_checkpoint(cfg.checkpoint, cfg.device)
     num_samples = samples_to_draw(cfg)

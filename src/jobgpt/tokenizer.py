@@ -37,7 +37,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from jobgpt.commands import command
 from jobgpt.config import TokenizerConfig
 from jobgpt.errors import ConfigError, DataError
-from jobgpt.files import atomic_write_text, sha256_text
+from jobgpt.files import atomic_write_text, check_output, sha256_text
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT, PAD, QA_MARKERS
 
@@ -340,6 +340,7 @@ def run(cfg: TokenizerConfig) -> Tokenizer:
     from jobgpt.corpus import iter_documents
     from jobgpt.demo_corpus import ensure_default_corpus
 
+    check_output(cfg.out, "--out")  # before the training it would waste
     ensure_default_corpus(cfg.input)
     held_out: list[str] = []
     spare: list[str] = []
