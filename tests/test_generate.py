@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import tracemalloc
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,8 +19,14 @@ from jobgpt.checkpoint import save_checkpoint
 from jobgpt.commands import command
 from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig, ModelConfig
 from jobgpt.errors import CheckpointError, ConfigError, InputError
-from jobgpt.generate import DEFAULT_QUESTION, SamplePrinter, build_prompt
-from jobgpt.generator import Piece, TextGenerator
+from jobgpt.generate import (
+    DEFAULT_QUESTION,
+    MAX_DOC_BYTES,
+    SamplePrinter,
+    build_prompt,
+    read_doc,
+)
+from jobgpt.generator import DOC_CUT, Piece, TextGenerator
 from jobgpt.model import GPT
 from jobgpt.qa import ANSWER_END, EOT, build_qa_prompt, format_qa_document
 from jobgpt.sampling import ContextWindow, generate_tokens, penalize_repetition, sample_next
@@ -255,10 +262,14 @@ def test_a_stop_string_cuts_the_text(gen: TextGenerator) -> None:
 # --- question-answer mode -----------------------------------------------------------------------
 
 
-def test_qa_prompt_is_the_training_text_and_tokens(gen: TextGenerator, tmp_path: Path) -> None:
+def test_qa_prompt_is_the_training_text_and_tokens(
+    trained: GPT, tok: Tokenizer, tmp_path: Path
+) -> None:
+    gen = TextGenerator(trained, tok)  # its context holds the whole example
     doc = tmp_path / "posting.txt"
     doc.write_text(DOC + "\n", encoding="utf-8")
-    prompt, _ = build_prompt(GenerateConfig(question=QUESTION, doc_file=str(doc)))
+    cfg = GenerateConfig(question=QUESTION, doc_file=str(doc), max_new_tokens=1)
+    prompt, _ = build_prompt(cfg, gen, read_doc(str(doc)))
     assert prompt == build_qa_prompt(QUESTION, DOC)
     assert EXAMPLE.startswith(prompt)
     # Token healing: the prompt's ids are exactly the start of the training ids, and the token
@@ -272,15 +283,46 @@ def test_qa_prompt_is_the_training_text_and_tokens(gen: TextGenerator, tmp_path:
     assert prepared.first_allowed[training[n]]
 
 
-def test_a_json_posting_is_rendered(tmp_path: Path) -> None:
+def test_a_json_posting_is_rendered(tmp_path: Path, tok: Tokenizer) -> None:
     from jobgpt.postings import render_posting
 
     record = {"COMPANY": "뷁카오", "TITLE": "백엔드 개발자", "MAINDUTIES": "API 개발"}
     doc = tmp_path / "posting.json"
     doc.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-    prompt, echo = build_prompt(GenerateConfig(doc_file=str(doc)))
+    gen = TextGenerator(tiny_model(tok, block_size=512), tok)
+    prompt, echo = build_prompt(GenerateConfig(doc_file=str(doc)), gen, read_doc(str(doc)))
     assert prompt == build_qa_prompt(DEFAULT_QUESTION, render_posting(record))
     assert echo == ""
+
+
+def test_a_posting_longer_than_the_context_keeps_the_question(tok: Tokenizer) -> None:
+    """The prompt is shortened in the posting's middle, never at its start: the question and
+    the answer marker stay (cropping from the left dropped [QUESTION] for real postings)."""
+    gen = TextGenerator(tiny_model(tok, block_size=96), tok)
+    long_doc = "\n".join(f"{i}. {DOC}" for i in range(30))
+    prompt = gen.qa_prompt(QUESTION, long_doc)
+    block = gen.model.config.block_size
+    assert prompt.startswith(build_qa_prompt(QUESTION, "")[:20]) and QUESTION in prompt
+    assert prompt.endswith("[ANSWER]\n") and DOC_CUT in prompt
+    assert len(gen.encode_prompt(prompt)) <= block - block // 8
+    assert "[DOC]\n0. " in prompt  # the posting's start (company, position) is kept
+    short = "짧은 공고"
+    assert TextGenerator(tiny_model(gen.tokenizer, block_size=256), gen.tokenizer).qa_prompt(
+        QUESTION, short
+    ) == build_qa_prompt(QUESTION, short)
+
+
+def test_a_huge_doc_file_is_read_only_where_a_prompt_can_use_it(tmp_path: Path) -> None:
+    path = tmp_path / "one_line.txt"
+    path.write_bytes(("서울 채용 공고 " * 1_000_000).encode())  # ~20 MB on one line
+    tracemalloc.start()
+    try:
+        text = read_doc(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_DOC_BYTES and DOC_CUT in text
+    assert text.startswith("서울 채용 공고") and text.rstrip().endswith("공고")
 
 
 def test_the_memorised_answer_comes_back_and_stops_at_answer_end(

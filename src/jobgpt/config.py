@@ -349,6 +349,16 @@ class GenerateConfig(Checked):
         check_generation(
             1 if self.num_samples is None else self.num_samples, self.max_new_tokens, self.stop
         )
+        _require(
+            self.doc_file is not None or self.question is None,
+            "--question needs a posting to ask about",
+            "add --doc-file posting.txt (or .json)",
+        )
+        _require(
+            not (self.prompt and self.doc_file is not None),
+            "--prompt and --doc-file cannot be combined",
+            "use --prompt to continue text, or --question/--doc-file to ask about a posting",
+        )
 
     @property
     def samples(self) -> int:

@@ -9,6 +9,7 @@ the echoed prompt, timing) goes to stderr.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import sys
@@ -17,15 +18,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig
-from jobgpt.errors import ConfigError, InputError, JobGPTError
-from jobgpt.generator import Completion, Piece, TextGenerator
+from jobgpt.errors import InputError, JobGPTError
+from jobgpt.generator import DOC_CUT, Completion, Piece, TextGenerator
 from jobgpt.postings import record_text
-from jobgpt.qa import build_qa_prompt
+from jobgpt.textfile import read_all_text
 
 logger = logging.getLogger(__name__)
 
 # The reference corpus's question; --doc-file without --question asks it.
 DEFAULT_QUESTION = "이 구인 정보를 요약해줘."
+# A --doc-file larger than this is read only at its start and end: a prompt fits a few thousand
+# characters at most, and a 50 MB file must not cost 50 MB (plus its tokens) of memory.
+MAX_DOC_BYTES = 1 << 20
 
 
 # --- the CLI stage ------------------------------------------------------------------------------
@@ -38,8 +42,9 @@ def run(cfg: GenerateConfig) -> list[Completion]:
             "standard output is closed, so there is nowhere to print the generated text",
             "run it with stdout open, or redirect it to a file (> samples.txt)",
         )
-    prompt, echo = build_prompt(cfg)
+    doc = read_doc(cfg.doc_file) if cfg.doc_file is not None else None
     gen = TextGenerator.from_checkpoint(cfg.checkpoint, cfg.device)
+    prompt, echo = build_prompt(cfg, gen, doc)
     num_samples = samples_to_draw(cfg)
     printer = SamplePrinter(num_samples, cfg.stream, echo=echo)
     start = time.perf_counter()
@@ -94,45 +99,59 @@ def samples_to_draw(cfg: GenerateConfig) -> int:
     return cfg.samples
 
 
-def build_prompt(cfg: GenerateConfig) -> tuple[str, str]:
-    """(prompt text, text to echo on stderr before each sample) in plain or question-answer mode."""
-    if cfg.doc_file is None:
-        if cfg.question is not None:
-            raise ConfigError(
-                "--question needs a posting to ask about",
-                "add --doc-file posting.txt (or .json)",
-            )
+def build_prompt(cfg: GenerateConfig, gen: TextGenerator, doc: str | None) -> tuple[str, str]:
+    """(prompt text, text to echo on stderr before each sample): `--prompt`, or the
+    question-answer prompt about `doc` (the posting read from --doc-file)."""
+    if doc is None:
         return cfg.prompt, cfg.prompt
-    if cfg.prompt:
-        raise ConfigError(
-            "--prompt and --doc-file cannot be combined",
-            "use --prompt to continue text, or --question/--doc-file to ask about a posting",
-        )
     question = cfg.question
     if question is None or not question.strip():
         logger.info("no --question given: asking %r", DEFAULT_QUESTION)
         question = DEFAULT_QUESTION
-    return build_qa_prompt(question, read_doc(cfg.doc_file)), ""
+    answer_room = min(cfg.max_new_tokens, gen.model.config.block_size // 8)
+    return gen.qa_prompt(question, doc, answer_room), ""
 
 
 def read_doc(path_str: str) -> str:
-    """A posting for question-answer mode: a .txt file as is, or a .json posting rendered."""
+    """A posting for question-answer mode: a .txt file as is, or a .json posting rendered.
+
+    Only what a prompt can use is read: of a text file over MAX_DOC_BYTES, its start and its
+    end (a posting's header and how to apply), so a 50 MB file costs no more than 1 MB.
+    """
     path = Path(path_str)
     if not path.is_file():
         raise InputError(f"doc file {path} does not exist", "pass a posting saved as .txt or .json")
+    size = path.stat().st_size
+    is_json = path.suffix.lower() == ".json"
+    if is_json and size > MAX_DOC_BYTES:
+        raise InputError(
+            f"doc file {path} is {size / 1e6:.1f} MB, too big for one posting",
+            "save the single posting to ask about as its own .json file",
+        )
     try:
-        raw = path.read_text(encoding="utf-8-sig")
+        raw = read_all_text(path) if size <= MAX_DOC_BYTES else _head_and_tail(path, size)
     except UnicodeDecodeError as err:
         raise InputError(f"doc file {path} is not UTF-8 text ({err})", "save it as UTF-8") from None
-    text = raw
-    if path.suffix.lower() == ".json":
-        text = record_text(_one_record(raw, path))
+    text = record_text(_one_record(raw, path)) if is_json else raw
     if not text.strip():
         raise InputError(
             f"doc file {path} has no posting text",
             "put the job posting in it (text, or JSON with title/content/... fields)",
         )
     return text
+
+
+def _head_and_tail(path: Path, size: int) -> str:
+    """The first and last MAX_DOC_BYTES / 2 of a long text file, cut at whole characters and
+    joined by the prompt's DOC_CUT marker."""
+    half = MAX_DOC_BYTES // 2
+    with open(path, "rb") as f:
+        head = f.read(half)
+        f.seek(size - half)
+        tail = f.read(half)
+    head_text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    tail = tail[next((i for i, b in enumerate(tail[:4]) if b & 0xC0 != 0x80), 0) :]
+    return head_text + DOC_CUT + tail.decode("utf-8")
 
 
 def _one_record(raw: str, path: Path) -> dict[str, Any]:

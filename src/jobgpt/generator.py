@@ -30,13 +30,17 @@ from tokenizers import Tokenizer
 
 from jobgpt.checkpoint import load_model
 from jobgpt.config import GenerateConfig, check_generation
+from jobgpt.errors import ConfigError
 from jobgpt.model import GPT
-from jobgpt.qa import ANSWER_END, EOT, PAD
+from jobgpt.qa import ANSWER_END, EOT, PAD, build_qa_prompt
 from jobgpt.sampling import generate_tokens
 from jobgpt.streaming import REPLACEMENT_CHAR, IncrementalDecoder, StopStrings
 from jobgpt.tokenizer import special_id
 
 logger = logging.getLogger(__name__)
+
+# Marks where a posting too long for the model's context was shortened (`qa_prompt`).
+DOC_CUT = "\n…(중략)…\n"
 
 _DEFAULTS = GenerateConfig()  # keyword defaults below come from the one config definition
 
@@ -155,6 +159,48 @@ class TextGenerator:
         allowed = torch.tensor([t.startswith(healed) for t in self.token_texts()])
         allowed[list(self.control_ids)] = False  # "<" must not heal into "<|endoftext|>"
         return Prompt(ids[:-1], healed, allowed)
+
+    def qa_prompt(self, question: str, doc: str, answer_room: int | None = None) -> str:
+        """The question-answer prompt, fitted to the model's context.
+
+        The question and the `[ANSWER]` marker always stay, with `answer_room` tokens (default:
+        an eighth of the context) left for the answer to start in. A posting too long for the
+        rest keeps its start (company, position) and its end (how to apply) around a visible
+        DOC_CUT marker; cropping the prompt from the left instead would drop the question.
+        """
+        block = self.model.config.block_size
+        budget = block - (block // 8 if answer_room is None else answer_room)
+        prompt = build_qa_prompt(question, doc)
+        n_tokens = len(self.encode_prompt(prompt))
+        if n_tokens <= budget:
+            return prompt
+        if len(self.encode_prompt(build_qa_prompt(question, DOC_CUT))) > budget:
+            raise ConfigError(
+                f"the question is too long for the model's context of {block} tokens",
+                "ask a shorter question",
+            )
+
+        def shortened(keep: int) -> str:  # `keep` characters of the posting around DOC_CUT
+            head, tail = doc[: keep - keep // 3].rstrip(), doc[len(doc) - keep // 3 :].lstrip()
+            return build_qa_prompt(question, head + DOC_CUT + (tail if keep // 3 else ""))
+
+        low, high = 0, len(doc)  # the longest cut that fits: binary search, ~log2(len) encodes
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(self.encode_prompt(shortened(mid))) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        keep, short = low, shortened(low)
+        logger.info(
+            "the posting takes %d tokens with the question, more than the model's context of %d "
+            "leaves for it: kept its start and end (%d characters of %d; 공고 중간 생략)",
+            n_tokens,
+            block,
+            keep,
+            len(doc),
+        )
+        return short
 
     def token_texts(self) -> list[str]:
         """Each id's text on its own (computed once; a byte token alone is usually U+FFFD)."""
