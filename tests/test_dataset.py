@@ -250,7 +250,10 @@ def test_reader_rejects_truncated_bins(bins_dir, tok, tmp_path):
     (copy / "val.bin").write_bytes((bins_dir / "val.bin").read_bytes()[:-2])
     with pytest.raises(DataError, match="val.bin has .* bytes but meta.json promises") as err:
         TokenBins(copy, tok)
-    assert err.value.hint.startswith("rebuild them") and f"--out-dir {copy}`" in err.value.hint
+    assert (
+        err.value.hint.startswith("rebuild them")
+        and f"--out-dir {copy} --overwrite`" in err.value.hint
+    )
     assert "--input" in err.value.hint and "--tokenizer" in err.value.hint
 
 

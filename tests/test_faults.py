@@ -7,16 +7,21 @@ from __future__ import annotations
 import builtins
 import errno
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from jobgpt.bins import TokenBins
 from jobgpt.checkpoint import save_checkpoint
 from jobgpt.cli import main
-from jobgpt.config import ModelConfig
+from jobgpt.config import DatasetConfig, ModelConfig
+from jobgpt.files import OutputBusy, exclusive, sweep_temp_files
 from jobgpt.model import GPT
 from jobgpt.tokenizer import save_tokenizer, tokenizer_sha256, train_tokenizer
 
@@ -151,3 +156,114 @@ def test_a_read_only_output_is_refused_before_training(
     code = main(["tokenizer", "--input", str(corpus(tmp_path)), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1 and "read-only file system" in err and "Traceback" not in err
+
+
+# --- one writer per output; nothing half-published; nothing left behind --------------------------
+
+
+def bins_flags(tmp_path: Path, out: Path) -> list[str]:
+    tok = tmp_path / "tok.json"
+    if not tok.exists():
+        save_tokenizer(train_tokenizer(TEXTS, vocab_size=300), tok)
+    many = "\n\n\n".join(f"{t} {i}" for i, t in enumerate(TEXTS * 10))
+    (tmp_path / "c.txt").write_text(many, encoding="utf-8")
+    return ["--input", str(tmp_path / "c.txt"), "--tokenizer", str(tok), "--block-size", "8",
+            "--out-dir", str(out)]  # fmt: skip
+
+
+def test_a_second_run_on_the_same_output_is_refused_with_the_first_named(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "bins"
+    with exclusive(out, "--out-dir", is_dir=True):
+        assert main(["dataset", *bins_flags(tmp_path, out)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out} is being written by jobgpt (PID {os.getpid()}" in err
+    assert main(["dataset", *bins_flags(tmp_path, out)]) == 0  # free again afterwards
+    assert not (out / ".jobgpt.lock").exists()
+
+
+def test_the_lock_of_a_killed_run_is_free_at_once(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from jobgpt.files import exclusive\n"
+         f"with exclusive({str(tmp_path)!r}, 'dir', is_dir=True):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(OutputBusy, match=f"PID {holder.pid}"):
+        with exclusive(tmp_path, "dir", is_dir=True):
+            pass
+    holder.kill()  # kill -9: no clean-up ran
+    holder.wait()
+    with exclusive(tmp_path, "dir", is_dir=True):
+        pass
+
+
+def test_temp_files_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    left = tmp_path / f".train.bin.{dead}.tmp"
+    mine = tmp_path / f".ckpt.pt.{os.getpid()}.tmp"
+    other = tmp_path / "notes.1234.tmp"  # not a temp name of ours
+    for path in (left, mine, other):
+        path.write_bytes(b"x")
+    assert sweep_temp_files(tmp_path) == [left]
+    assert mine.exists() and other.exists()
+
+
+def test_tokenizer_and_bins_are_not_replaced_without_overwrite(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bins"
+    assert main(["dataset", *bins_flags(tmp_path, out)]) == 0
+    before = (out / "train.bin").read_bytes()
+    capsys.readouterr()
+    assert main(["dataset", *bins_flags(tmp_path, out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'meta.json'} already exists" in err and "--overwrite" in err
+    assert (out / "train.bin").read_bytes() == before
+    assert main(["dataset", *bins_flags(tmp_path, out), "--overwrite"]) == 0
+    tok = ["tokenizer", "--input", str(tmp_path / "c.txt"), "--out", str(tmp_path / "tok.json")]
+    assert main(tok) == 1 and main([*tok, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    "interrupt_at, new_build",
+    [(".meta.json.pending", False), ("train.bin", True), ("val.bin", True), ("meta.json", True)],
+)
+def test_an_interrupted_rebuild_never_mixes_two_builds(
+    tmp_path: Path, monkeypatch, interrupt_at: str, new_build: bool
+) -> None:
+    """Ctrl-C at each step of replacing the bins: before the swap is recorded the old dataset
+    stands whole; after it, the next read completes the new one. Never half of each."""
+    out = tmp_path / "bins"
+    assert main(["dataset", *bins_flags(tmp_path, out)]) == 0
+    real_replace = os.replace
+
+    def interrupted_replace(src, dst):
+        if Path(dst).name == interrupt_at:
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    assert main(["dataset", *bins_flags(tmp_path, out), "--seed", "5", "--overwrite"]) == 130
+    monkeypatch.setattr(os, "replace", real_replace)
+    bins = TokenBins(out)  # checks every size against meta.json; completes a recorded swap
+    assert bins.meta["seed"] == (5 if new_build else DatasetConfig().seed)
+    sweep_temp_files(out)  # what the next build does first
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "train.bin", "val.bin"]
+
+
+def test_sigterm_in_the_dataset_stage_exits_143_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    out = tmp_path / "bins"
+    flags = bins_flags(tmp_path, out)
+    big = tmp_path / "c.txt"
+    big.write_text("\n\n\n".join(f"{t} {i}" for i, t in enumerate(TEXTS * 20_000)), "utf-8")
+    script = REPO / "scripts" / "build_bin_dataset.py"
+    proc = subprocess.Popen([sys.executable, str(script), *flags], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert "Traceback" not in proc.stderr.read().decode()
+    assert list(out.glob(".*")) == []  # neither temp files nor the lock

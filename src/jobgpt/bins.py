@@ -9,6 +9,7 @@ or their recorded sizes, so a wrong or partial file fails loudly instead of trai
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tokenizers import Tokenizer
 from jobgpt.commands import command
 from jobgpt.config import DATA_DIR, DatasetConfig
 from jobgpt.errors import DataError
+from jobgpt.files import atomic_write_text
 from jobgpt.tokenizer import load_tokenizer, mismatch
 
 FORMAT_VERSION = 1
@@ -27,6 +29,8 @@ BIN_FILES = {"train": "train.bin", "val": "val.bin"}
 MAX_HINT_INPUTS = 8  # a printed rebuild command lists at most this many inputs
 # meta.json records these dataset settings; a printed rebuild command repeats them
 REBUILD_SETTINGS = ("val_fraction", "seed", "block_size", "group_min_chars")
+# While new bins replace old ones: what goes where (see `publish`)
+PENDING_FILE = ".meta.json.pending"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -58,6 +62,8 @@ def build_hint(data_dir: str | Path, again: bool = False, meta: dict | None = No
             flags += [f"--{name.replace('_', '-')}", value]
     if Path(data_dir) != Path(defaults.out_dir):
         flags += ["--out-dir", data_dir]
+    if again:
+        flags.append("--overwrite")
     verb = "rebuild" if again else "build"
     return f"{verb} them with `{command('dataset', *flags)}` (jobgpt dataset)"
 
@@ -65,6 +71,14 @@ def build_hint(data_dir: str | Path, again: bool = False, meta: dict | None = No
 def load_meta(data_dir: str | Path) -> dict[str, Any]:
     """meta.json of a dataset directory, checked for every field the reader relies on."""
     path = Path(data_dir) / META_FILE
+    try:
+        finish_publish(data_dir)
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(
+            f"the last build of the bins in {data_dir} was interrupted and cannot be completed "
+            f"({err})",
+            build_hint(data_dir, again=True),
+        ) from None
     if not path.is_file():
         raise DataError(
             f"no token bins in {data_dir} ({META_FILE} is missing)", build_hint(data_dir)
@@ -115,6 +129,36 @@ def _get(data: Any, *keys: str) -> Any:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def publish(data_dir: str | Path, meta: dict[str, Any], staged: dict[str, Path]) -> None:
+    """Make the staged bins (split -> temp file in `data_dir`) and `meta` the dataset, as one unit.
+
+    Three files cannot be replaced in one atomic step, so the swap is journaled: a pending record
+    of what goes where is written first (atomically), then the files are moved. An interrupt
+    before the record leaves the old dataset untouched; after it, `finish_publish` completes the
+    swap on the next read (the staged files were whole before the record was written). Either
+    way the directory never holds bins of one build with the meta.json of another.
+    """
+    data_dir = Path(data_dir)
+    journal = {"meta": meta, "staged": {BIN_FILES[name]: p.name for name, p in staged.items()}}
+    atomic_write_text(data_dir / PENDING_FILE, json.dumps(journal, ensure_ascii=False))
+    finish_publish(data_dir)
+
+
+def finish_publish(data_dir: str | Path) -> None:
+    """Complete a `publish` that an interrupt cut short; nothing to do when none is pending."""
+    data_dir = Path(data_dir)
+    pending = data_dir / PENDING_FILE
+    if not pending.is_file():
+        return
+    journal = json.loads(pending.read_text(encoding="utf-8"))
+    for final, staged in journal["staged"].items():
+        if (data_dir / staged).exists():  # not moved yet
+            os.replace(data_dir / staged, data_dir / final)
+    meta = json.dumps(journal["meta"], indent=2, ensure_ascii=False)
+    atomic_write_text(data_dir / META_FILE, meta)
+    pending.unlink()
 
 
 class TokenBins:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import types
 from dataclasses import fields, is_dataclass
 from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
@@ -115,6 +116,10 @@ def main(argv: list[str] | None = None, as_script: bool = False) -> int:
         args = build_parser().parse_args(argv)
     values = nest({k: v for k, v in vars(args).items() if k != "stage"})
     log = _log_to_stderr()
+    # SIGTERM (kill, a job runner's stop) becomes an exception, so clean-up code runs and the
+    # exit status says the run was stopped; training handles it itself to save first.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         # Log lines go through tqdm.write, so they never garble an active progress bar.
         with logging_redirect_tqdm(loggers=[log]):
@@ -133,6 +138,10 @@ def main(argv: list[str] | None = None, as_script: bool = False) -> int:
         print("interrupted.", file=sys.stderr)
         return 130
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _fail(err: JobGPTError) -> int:

@@ -151,6 +151,7 @@ class TokenizerConfig(Checked):
     out: str = arg(DEFAULT_TOKENIZER, "where to save tokenizer.json")
     min_frequency: int = arg(2, "a merge must occur at least this often to be learned")
     seed: int = arg(DEFAULT_SEED, "seed for the held-out slice of the health report")
+    overwrite: bool = arg(False, "replace --out if it exists (bins built with it stop matching)")
 
     def check(self) -> None:
         _at_least_1(vocab_size=self.vocab_size, min_frequency=self.min_frequency)
@@ -167,6 +168,7 @@ class DatasetConfig(Checked):
     group_min_chars: int = arg(
         100, "paragraphs this long or longer tie documents sharing them to one split (0 = off)"
     )
+    overwrite: bool = arg(False, "replace the bins in --out-dir if they exist")
 
     def check(self) -> None:
         _at_least_1(block_size=self.block_size)

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,10 +36,26 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from jobgpt.bins import BIN_FILES, FORMAT_VERSION, META_FILE, SPLITS, token_dtype
+from jobgpt.bins import (
+    BIN_FILES,
+    FORMAT_VERSION,
+    META_FILE,
+    PENDING_FILE,
+    SPLITS,
+    finish_publish,
+    publish,
+    token_dtype,
+)
 from jobgpt.config import DatasetConfig
 from jobgpt.errors import DataError
-from jobgpt.files import atomic_write_text, check_output, os_error, temp_path
+from jobgpt.files import (
+    check_output,
+    exclusive,
+    os_error,
+    refuse_to_replace,
+    sweep_temp_files,
+    temp_path,
+)
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT
 from jobgpt.tokenizer import load_tokenizer, special_id, tokenizer_sha256
@@ -271,43 +285,50 @@ def _copy_splits(
 
 def run(cfg: DatasetConfig) -> dict[str, Any]:
     """`jobgpt dataset`: encode the corpus into train.bin/val.bin and write meta.json."""
-    from jobgpt.corpus import read_documents
     from jobgpt.demo_corpus import ensure_default_corpus
-    from jobgpt.inputs import resolve_inputs
 
-    check_output(cfg.out_dir, "--out-dir", is_dir=True)
+    out_dir = Path(cfg.out_dir)
+    check_output(out_dir, "--out-dir", is_dir=True)
+    refuse_to_replace(out_dir / META_FILE, cfg.overwrite, "token bins")
     tok = load_tokenizer(cfg.tokenizer)  # before writing a demo corpus that could not be used
     ensure_default_corpus(cfg.input)
-    vocab_size = tok.get_vocab_size()
-    dtype = token_dtype(vocab_size)
-    out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir, "--out-dir", is_dir=True):
+        finish_publish(out_dir)  # an interrupted build's swap first: its files look temporary
+        sweep_temp_files(out_dir)
+        start = time.perf_counter()
+        meta, corpus, split = _build(cfg, tok, out_dir)
+    _report(meta, corpus, split, time.perf_counter() - start, out_dir)
+    return meta
+
+
+def _build(cfg: DatasetConfig, tok: Tokenizer, out_dir: Path) -> tuple[dict, _Corpus, _Split]:
+    """Encode, split and publish the bins; temp files are removed whatever happens."""
+    from jobgpt.corpus import read_documents
+    from jobgpt.inputs import resolve_inputs
+
+    dtype = token_dtype(tok.get_vocab_size())
     paths = resolve_inputs(cfg.input)
     sources = [{"path": str(p), "bytes": p.stat().st_size} for p in paths]
-
-    start = time.perf_counter()
-    tmp = {name: temp_path(out_dir / BIN_FILES[name]) for name in SPLITS}
+    staged = {name: temp_path(out_dir / BIN_FILES[name]) for name in SPLITS}
     spool = temp_path(out_dir / "spool.bin")
     try:
         texts = (doc.text for doc in read_documents(paths))
         corpus = _encode_corpus(texts, tok, spool, dtype, cfg.group_min_chars)
         split = _assign_splits(corpus, cfg)
-        counts = _copy_splits(spool, dtype, corpus.doc_tokens, split.is_val, tmp)
+        counts = _copy_splits(spool, dtype, corpus.doc_tokens, split.is_val, staged)
         _check_split_sizes(counts, cfg)
         meta = _meta(cfg, tok, dtype, counts, corpus, split, sources)
-        for name in SPLITS:
-            os.replace(tmp[name], out_dir / BIN_FILES[name])
-        # meta.json last: bins without a matching meta.json fail loudly in TokenBins
-        atomic_write_text(out_dir / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
+        publish(out_dir, meta, staged)
     except OSError as err:  # a full disk: say which folder, not just "short write"
         raise os_error(err, doing=f"writing the token bins in {out_dir}") from None
     finally:
-        for path in (spool, *tmp.values()):
+        # Staged bins that a pending swap names are the new dataset: the next read completes it.
+        swapping = (out_dir / PENDING_FILE).exists()
+        for path in (spool, *([] if swapping else staged.values())):
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
-    _report(meta, corpus, split, seconds, out_dir)
-    return meta
+    return meta, corpus, split
 
 
 def _check_split_sizes(counts: dict, cfg: DatasetConfig) -> None:

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
+import logging
 import os
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from jobgpt.errors import JobGPTError
+
+logger = logging.getLogger(__name__)
 
 
 def temp_path(path: Path) -> Path:
@@ -107,5 +113,102 @@ def check_output(path: str | Path, flag: str, is_dir: bool = False) -> None:
         raise JobGPTError(f"{flag} {path}: {folder} {reason}", f"choose a writable {flag}")
 
 
+def refuse_to_replace(path: str | Path, overwrite: bool, what: str) -> None:
+    """Outputs are not replaced silently: a tokenizer or bins that other outputs were built
+    from would quietly stop matching them."""
+    if Path(path).exists() and not overwrite:
+        raise JobGPTError(
+            f"{path} already exists ({what} of an earlier run)",
+            "pass --overwrite to replace it, or choose another output path",
+        )
+
+
 def _read_only(folder: Path) -> bool:
     return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+
+
+# --- one writer per output, and no leftovers ---------------------------------------------------
+
+
+class OutputBusy(JobGPTError):
+    """Another jobgpt process is writing the same output."""
+
+
+@contextmanager
+def exclusive(target: str | Path, what: str, is_dir: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on `target` (an output file, or folder: `is_dir`) while writing it.
+
+    A second run on the same output gets a clear error naming the first process instead of
+    interleaving its files with it. `flock` locks die with their process, so the lock of a
+    run that was killed is free again at once: nothing stale to clean up by hand.
+    """
+    target = Path(target)
+    lock = target / ".jobgpt.lock" if is_dir else target.with_name(f".{target.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    f = _lock(lock, target, what)
+    try:
+        f.write(f"jobgpt (PID {os.getpid()}: {' '.join(sys.argv)[:200]})")
+        f.flush()
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: no one can hold a deleted file's lock
+        f.close()
+
+
+def _lock(lock: Path, target: Path, what: str) -> IO:
+    """The open, locked, empty lock file. A file another run deleted on release (after we
+    opened it) locks nothing: then open the new one."""
+    while True:
+        f = open(lock, "a+", encoding="utf-8")  # noqa: SIM115  # closed by `exclusive`
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise OutputBusy(
+                f"{target} is being written by {holder}; two runs on one {what} would mix "
+                "their files",
+                f"wait for it to finish (or stop it), or choose another {what}",
+            ) from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino:
+                f.seek(0)
+                f.truncate()
+                return f
+        except FileNotFoundError:
+            pass
+        f.close()
+
+
+# `temp_path` names: ".<name>.<pid>.tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def sweep_temp_files(folder: str | Path) -> list[Path]:
+    """Remove temp files that killed runs left in `folder` (their process no longer exists).
+    A run removes its own on any ordinary exit; `kill -9` leaves them, and they may be big."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        match = _TEMP_NAME.match(path.name)
+        if match and not _alive(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    if removed:
+        logger.info(
+            "removed %d temp file(s) left in %s by an interrupted run", len(removed), folder
+        )
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

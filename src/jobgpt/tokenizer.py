@@ -37,7 +37,14 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from jobgpt.commands import command
 from jobgpt.config import TokenizerConfig
 from jobgpt.errors import ConfigError, DataError
-from jobgpt.files import atomic_write_text, check_output, sha256_text
+from jobgpt.files import (
+    atomic_write_text,
+    check_output,
+    exclusive,
+    refuse_to_replace,
+    sha256_text,
+    sweep_temp_files,
+)
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT, PAD, QA_MARKERS
 
@@ -341,22 +348,27 @@ def run(cfg: TokenizerConfig) -> Tokenizer:
     from jobgpt.demo_corpus import ensure_default_corpus
 
     check_output(cfg.out, "--out")  # before the training it would waste
+    refuse_to_replace(cfg.out, cfg.overwrite, "a tokenizer")
     ensure_default_corpus(cfg.input)
-    held_out: list[str] = []
-    spare: list[str] = []
-    start = time.perf_counter()
-    texts = _split_held_out(_with_progress(iter_documents(cfg.input)), cfg.seed, held_out, spare)
-    tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
-    seconds = time.perf_counter() - start
-    path = save_tokenizer(tok, cfg.out)
-
+    with exclusive(cfg.out, "--out"):
+        sweep_temp_files(Path(cfg.out).parent)
+        start = time.perf_counter()
+        held_out: list[str] = []
+        spare: list[str] = []
+        docs = _with_progress(iter_documents(cfg.input))
+        tok = train_tokenizer(
+            _split_held_out(docs, cfg.seed, held_out, spare), cfg.vocab_size, cfg.min_frequency
+        )
+        seconds = time.perf_counter() - start
+        path = save_tokenizer(tok, cfg.out)
     sample, where = (held_out, "held-out") if held_out else (spare, "training (none held out)")
     health = measure(tok, sample)
     _log_report(tok, cfg.vocab_size, health, where, seconds)
+    korean = "검증 문서" if held_out else "학습 문서"
     print(
         f"tokenizer: {tok.get_vocab_size():,} tokens (어휘 크기) -> {path} | "
         f"{health.bytes_per_token:.2f} bytes/token, round trip {health.round_trip:.1%} "
-        f"on {health.documents:,} {where.split()[0]} docs (검증 문서)"
+        f"on {health.documents:,} {where.split()[0]} docs ({korean})"
     )
     return tok
 
