@@ -7,9 +7,9 @@ from dataclasses import fields, replace
 
 import pytest
 
+from jobgpt.checks import MAX_NEW_TOKENS
 from jobgpt.cli import main
 from jobgpt.config import (
-    MAX_NEW_TOKENS,
     DatasetConfig,
     DemoConfig,
     GenerateConfig,

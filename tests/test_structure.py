@@ -20,6 +20,7 @@ LAYERS = [
     "errors",
     "files",
     "progress",
+    "checks",
     "config",
     "commands",
     # text: formats, inputs, corpora

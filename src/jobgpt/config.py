@@ -10,10 +10,17 @@ This module must stay cheap to import: no torch here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from jobgpt.checks import (
+    Checked,
+    at_least_1,
+    check_generation,
+    check_heads,
+    check_sampling,
+    require,
+)
 from jobgpt.errors import ConfigError
 
 # The reference pipeline's paths. Relative paths resolve against the current directory, as the
@@ -26,10 +33,6 @@ DEFAULT_CHECKPOINT = f"{CHECKPOINT_DIR}/ckpt.pt"
 
 DEFAULT_SEED = 1337
 DEFAULT_NUM_SAMPLES = 3  # `jobgpt generate` draws this many samples unless told otherwise
-# Bounds of one generation call. A posting is ~500 tokens; 10,000 new tokens take minutes on a
-# CPU already, and 1e9 would run for days without a word. Samples run as one batch in memory.
-MAX_NEW_TOKENS = 10_000
-MAX_SAMPLES = 64
 
 
 def arg(default: Any, help: str, **extra: Any) -> Any:
@@ -39,98 +42,7 @@ def arg(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-# --- checks --------------------------------------------------------------------------------------
-
-
-def _require(ok: bool, message: str, hint: str) -> None:
-    if not ok:
-        raise ConfigError(message, hint)
-
-
-def _at_least_1(**values: int) -> None:
-    for name, value in values.items():
-        _require(
-            value >= 1,
-            f"--{name.replace('_', '-')} must be at least 1, got {value}",
-            "pass a positive whole number",
-        )
-
-
-def check_heads(n_embd: int, n_head: int) -> None:
-    """Each head attends in n_embd / n_head channels, so the width must split evenly."""
-    if n_embd % n_head == 0:
-        return
-    divisors = [d for d in range(1, n_embd + 1) if n_embd % d == 0]
-    below = [d for d in divisors if d < n_head][-1:]
-    above = [d for d in divisors if d > n_head][:1]
-    heads = " or ".join(str(d) for d in below + above)
-    widths = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
-    raise ConfigError(
-        f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each attention head gets "
-        "n_embd / n_head channels",
-        f"use --n-head {heads} (divisors of {n_embd} near {n_head}), or keep {n_head} heads with "
-        f"--n-embd {' or '.join(str(w) for w in widths)}",
-    )
-
-
-def check_sampling(temperature: float, top_k: int, top_p: float, repetition_penalty: float) -> None:
-    """Raise a ConfigError naming the flag when a sampling setting is out of range."""
-    _require(
-        temperature >= 0,
-        f"--temperature {temperature} is negative",
-        "use 0 for greedy decoding, or a positive value such as 0.8",
-    )
-    _require(top_k >= 0, f"--top-k {top_k} is negative", "use 0 (off) or a positive k, e.g. 50")
-    _require(
-        0 < top_p <= 1,
-        f"--top-p {top_p} is outside (0, 1]",
-        "use 1.0 (off) or a share such as 0.95",
-    )
-    _require(
-        repetition_penalty >= 1,
-        f"--repetition-penalty {repetition_penalty} is below 1 (it would reward repeats)",
-        "use 1.0 (off) or a value slightly above, such as 1.1",
-    )
-
-
-def check_generation(num_samples: int, max_new_tokens: int, stop: Sequence[str]) -> None:
-    """The batch and length of one generation call: bounded, so a typo cannot run for hours."""
-    _require(
-        num_samples >= 1, f"--num-samples {num_samples} is below 1", "draw at least one sample"
-    )
-    _require(
-        1 <= max_new_tokens <= MAX_NEW_TOKENS,
-        f"--max-new-tokens {max_new_tokens} is outside 1..{MAX_NEW_TOKENS:,}",
-        "a posting is ~500 tokens: ask for e.g. 200, or up to a few thousand",
-    )
-    _require(
-        num_samples <= MAX_SAMPLES,
-        f"--num-samples {num_samples} is more than {MAX_SAMPLES}",
-        f"draw at most {MAX_SAMPLES} at once (one batch), or call again with another --seed",
-    )
-    _require(all(stop), "--stop got an empty string", "give non-empty stop strings")
-
-
 # --- the stages' settings ------------------------------------------------------------------------
-
-
-class Checked:
-    """A stage config that checks itself when built (and when `dataclasses.replace` rebuilds it):
-    every float must be a finite number (`--lr nan` would train on NaN), then `check()` applies
-    the stage's own rules."""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
-            value = getattr(self, f.name)
-            _require(
-                not isinstance(value, float) or math.isfinite(value),
-                f"--{f.name.replace('_', '-')} must be a finite number, got {value}",
-                "pass an ordinary number (see --help for the range)",
-            )
-        self.check()
-
-    def check(self) -> None:
-        """The stage's own rules; raise ConfigError naming the flag and the fix."""
 
 
 @dataclass
@@ -141,7 +53,7 @@ class DemoDataConfig(Checked):
     overwrite: bool = arg(False, "replace --out if it already exists (it may be a real corpus)")
 
     def check(self) -> None:
-        _at_least_1(n=self.n)
+        at_least_1(n=self.n)
 
 
 @dataclass
@@ -154,7 +66,7 @@ class TokenizerConfig(Checked):
     overwrite: bool = arg(False, "replace --out if it exists (bins built with it stop matching)")
 
     def check(self) -> None:
-        _at_least_1(vocab_size=self.vocab_size, min_frequency=self.min_frequency)
+        at_least_1(vocab_size=self.vocab_size, min_frequency=self.min_frequency)
 
 
 @dataclass
@@ -171,13 +83,13 @@ class DatasetConfig(Checked):
     overwrite: bool = arg(False, "replace the bins in --out-dir if they exist")
 
     def check(self) -> None:
-        _at_least_1(block_size=self.block_size)
-        _require(
+        at_least_1(block_size=self.block_size)
+        require(
             0.0 < self.val_fraction < 1.0,
             f"--val-fraction {self.val_fraction} is not between 0 and 1",
             "use e.g. 0.05",
         )
-        _require(
+        require(
             self.group_min_chars >= 0,
             f"--group-min-chars {self.group_min_chars} is negative",
             "use 0 (off) or e.g. 100",
@@ -203,7 +115,7 @@ class ModelConfig(Checked):
     bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2")
 
     def check(self) -> None:
-        _at_least_1(
+        at_least_1(
             vocab_size=self.vocab_size,
             block_size=self.block_size,
             n_layer=self.n_layer,
@@ -211,7 +123,7 @@ class ModelConfig(Checked):
             n_embd=self.n_embd,
         )
         check_heads(self.n_embd, self.n_head)
-        _require(
+        require(
             0 <= self.dropout < 1,
             f"--dropout must be in [0, 1), got {self.dropout}",
             "use 0 (the default) or e.g. 0.1",
@@ -255,7 +167,7 @@ class TrainConfig(Checked):
     overwrite: bool = arg(False, "start over even if out_dir already holds a checkpoint")
 
     def check(self) -> None:
-        _at_least_1(
+        at_least_1(
             batch_size=self.batch_size,
             grad_accum=self.grad_accum,
             max_steps=self.max_steps,
@@ -287,7 +199,7 @@ class TrainConfig(Checked):
             ),
         ]
         for ok, message in checks:
-            _require(ok, message, "fix the flag's value (see `jobgpt train --help`)")
+            require(ok, message, "fix the flag's value (see `jobgpt train --help`)")
 
 
 # Presets fill in fields the user did not pass on the command line; explicit flags always win.
@@ -351,12 +263,12 @@ class GenerateConfig(Checked):
         check_generation(
             1 if self.num_samples is None else self.num_samples, self.max_new_tokens, self.stop
         )
-        _require(
+        require(
             self.doc_file is not None or self.question is None,
             "--question needs a posting to ask about",
             "add --doc-file posting.txt (or .json)",
         )
-        _require(
+        require(
             not (self.prompt and self.doc_file is not None),
             "--prompt and --doc-file cannot be combined",
             "use --prompt to continue text, or --question/--doc-file to ask about a posting",
@@ -383,7 +295,7 @@ class DemoConfig(Checked):
     seed: int = arg(DEFAULT_SEED, "seed for the corpus, the split and training")
 
     def check(self) -> None:
-        _at_least_1(n=self.n, vocab_size=self.vocab_size)
+        at_least_1(n=self.n, vocab_size=self.vocab_size)
 
 
 def make_config(cls: type, values: dict[str, Any] | None = None) -> Any:

@@ -29,7 +29,8 @@ import torch
 from tokenizers import Tokenizer
 
 from jobgpt.checkpoint import load_model
-from jobgpt.config import GenerateConfig, check_generation
+from jobgpt.checks import check_generation
+from jobgpt.config import GenerateConfig
 from jobgpt.errors import ConfigError
 from jobgpt.model import GPT
 from jobgpt.qa import ANSWER_END, EOT, PAD, build_qa_prompt

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from jobgpt.config import check_sampling
+from jobgpt.checks import check_sampling
 from jobgpt.model import GPT, KVCache
 
 logger = logging.getLogger(__name__)
