@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from jobgpt import runtime
+from jobgpt import precision, runtime
 from jobgpt.config import DatasetConfig, TokenizerConfig, TrainConfig, make_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -223,12 +223,12 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
     tokens_per_s = tokens / statistics.median(walls)
     val_targets = trainer.eval_sets["val"][1]
     bytes_per_token = trainer.val_bytes / val_targets.size
-    flag = runtime.cpu_bf16_flag()
+    flag = precision.cpu_bf16_flag()
     result = {
         "bench": "train",
         "loop": "trainer",
         "device": str(trainer.device),
-        "cpu_model": runtime.cpu_name(),
+        "cpu_model": precision.cpu_name(),
         "cpu_bf16_flag": flag,
         "has_avx512_bf16": flag in ("avx512_bf16", "amx_bf16"),  # AMX CPUs have both
         "dtype": str(trainer.dtype).removeprefix("torch."),

@@ -1,12 +1,16 @@
 """The run's judge, on synthetic curves: overfitting, stalls (and which way to move the LR), the
-plan's small-data warnings, the final verdict, and the metrics/plot files."""
+plan's small-data warnings, the final verdict, the pace (on a clock the tests move), and the
+metrics/plot files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jobgpt.monitor import (
     MetricsLog,
+    Pace,
     diagnose,
     format_duration,
     format_record,
@@ -172,6 +176,72 @@ def test_log_lines_have_a_fixed_format() -> None:
         "step  200/2000 | eval | train 2.3456 | val 2.4567 (ppl 11.67, 1.234 bits/byte) | "
         "lr 3.00e-04 | 12,346 tok/s | 1m23s elapsed, ETA 10m05s"
     )
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pace_measures_from_the_second_step_and_leaves_evals_out_of_throughput() -> None:
+    clock = FakeClock()
+    pace = Pace(clock)
+    pace.start(step=0, tokens=0, end_step=10)
+    clock.now += 5.0  # the first step: allocation, kernel choice... slow
+    pace.stepped(1)
+    clock.now += 1.0  # a steady step
+    pace.stepped(2)  # only the first step marks where steady steps begin
+    timing = pace.record(step=2, tokens=200)
+    assert timing["eta_s"] == pytest.approx(8 * 1.0)  # 8 steps to go at the steady 1 s each
+    assert timing["tokens_per_s"] == pytest.approx(200 / 6.0)
+    assert timing["elapsed_s"] == pytest.approx(6.0)
+    clock.now += 30.0  # an eval and a checkpoint
+    pace.restart(tokens=200)
+    clock.now += 2.0
+    assert pace.record(step=4, tokens=400)["tokens_per_s"] == pytest.approx(200 / 2.0)
+
+
+def test_pace_with_one_step_done_counts_it_as_it_was() -> None:
+    clock = FakeClock()
+    pace = Pace(clock)
+    pace.start(step=0, tokens=0, end_step=4)
+    clock.now += 3.0
+    pace.stepped(1)
+    assert pace.record(step=1, tokens=10)["eta_s"] == pytest.approx(3 * 3.0)
+
+
+def test_the_time_budget_caps_the_eta_and_ends_the_session() -> None:
+    clock = FakeClock()
+    pace = Pace(clock)
+    pace.start(step=0, tokens=0, end_step=1000, budget_s=60.0)
+    clock.now += 1.0
+    pace.stepped(1)
+    clock.now += 1.0
+    assert pace.record(step=2, tokens=0)["eta_s"] == pytest.approx(58.0)  # not 998 s
+    assert not pace.over_budget()
+    clock.now += 58.0
+    assert pace.over_budget() and pace.record(step=60, tokens=0)["eta_s"] == 0.0
+
+
+def test_elapsed_time_adds_up_over_sessions_and_stops_between_them() -> None:
+    clock = FakeClock()
+    pace = Pace(clock)
+    pace.elapsed_before = 100.0  # from the checkpoint
+    assert pace.elapsed_s() == 100.0 and not pace.over_budget()  # no session yet
+    pace.start(step=5, tokens=0, end_step=10, budget_s=0.0)  # 0: no budget
+    clock.now += 20.0
+    assert pace.elapsed_s() == pytest.approx(120.0) and not pace.over_budget()
+    pace.finish()
+    clock.now += 500.0  # idle between sessions: not training time
+    assert pace.elapsed_s() == pytest.approx(120.0)
+    pace.start(step=10, tokens=0, end_step=20)
+    clock.now += 5.0
+    assert pace.record(step=10, tokens=0)["elapsed_s"] == pytest.approx(125.0)
 
 
 def test_metrics_log_appends_and_drops_records_past_a_resumed_step(tmp_path: Path) -> None:

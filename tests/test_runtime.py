@@ -1,109 +1,30 @@
-"""Device and precision choices: what runs where, and why the start-up report says so."""
+"""Where and how tensors run: devices, autocast, compilation, distribution's single-process
+path, stop requests (Ctrl-C, SIGTERM, the time budget) and the process's memory behaviour."""
 
-import logging
-import platform
+import signal
 import subprocess
 import sys
 import textwrap
-import time
 
+import numpy as np
 import pytest
 import torch
-from torch.torch_version import TorchVersion
 
-from jobgpt import runtime
 from jobgpt.errors import ConfigError
 from jobgpt.runtime import (
-    BF16_MIN_SPEEDUP,
-    CpuBf16,
+    SAME_INTERRUPT_S,
+    Dist,
+    StopRequests,
     autocast_context,
-    choose_dtype,
-    cpu_bf16_flag,
-    cpu_bf16_support,
-    gpu_dtype,
-    mps_dtype,
+    compile_choice,
+    describe_device,
+    init_distributed,
+    is_out_of_memory,
     resolve_device,
+    to_device,
 )
 
 CPU = torch.device("cpu")
-NATIVE = CpuBf16(flag="avx512_bf16", speedup=4.4)  # the issue's AMD EPYC with avx512_bf16
-EMULATED = CpuBf16(flag=None, speedup=0.01)  # an AVX2-only CPU: bf16 ~100x slower
-
-
-# --- CPU: the measured bf16 support decides ---
-
-
-def test_cpu_auto_picks_bf16_where_it_is_native_and_says_why() -> None:
-    dtype, why = choose_dtype(CPU, "auto", cpu_bf16=NATIVE)
-    assert dtype == torch.bfloat16
-    assert "avx512_bf16" in why and "4.4x" in why
-
-
-def test_cpu_auto_keeps_fp32_where_bf16_is_emulated() -> None:
-    dtype, why = choose_dtype(CPU, "auto", cpu_bf16=EMULATED)
-    assert dtype == torch.float32
-    assert "no native bf16" in why and "0.01x" in why
-
-
-def test_cpu_measurement_overrides_the_flag() -> None:
-    # A flag that promises bf16 but a probe that finds it barely faster: fp32 is the safe bet.
-    slow = CpuBf16(flag="avx512_bf16", speedup=BF16_MIN_SPEEDUP * 0.8)
-    assert choose_dtype(CPU, "auto", cpu_bf16=slow)[0] == torch.float32
-    # ...and an unflagged CPU (ARM/Apple reports differ) that measures fast gets bf16.
-    fast = CpuBf16(flag=None, speedup=3.0)
-    assert choose_dtype(CPU, "auto", cpu_bf16=fast)[0] == torch.bfloat16
-
-
-@pytest.mark.parametrize("requested", ["float32", "fp32"])
-def test_explicit_float32_wins_without_probing(requested: str, monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "cpu_bf16_support", lambda: pytest.fail("probed"))
-    assert choose_dtype(CPU, requested) == (torch.float32, "--dtype float32 (no autocast)")
-
-
-def test_explicit_bf16_on_a_slow_cpu_is_honoured_with_a_warning(caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="jobgpt.runtime"):
-        dtype, why = choose_dtype(CPU, "bf16", cpu_bf16=EMULATED)
-    assert dtype == torch.bfloat16 and why.startswith("--dtype bfloat16")
-    assert "much slower" in caplog.text
-
-
-def test_float16_on_cpu_is_refused_with_a_fix() -> None:
-    with pytest.raises(ConfigError) as err:
-        choose_dtype(CPU, "float16", cpu_bf16=NATIVE)
-    assert "float16" in err.value.message and "--dtype auto" in err.value.hint
-
-
-@pytest.mark.parametrize("bad", ["float64", "half", "int8", "", "BF16"])
-def test_unknown_dtype_names_are_config_errors(bad: str) -> None:
-    with pytest.raises(ConfigError) as err:
-        choose_dtype(CPU, bad, cpu_bf16=NATIVE)
-    assert repr(bad) in err.value.message
-    assert "auto, float32, bfloat16 or float16" in err.value.hint
-
-
-# --- GPUs (pure decisions: no GPU needed) ---
-
-
-def test_cuda_uses_bf16_on_ampere_and_scaled_fp16_before() -> None:
-    assert gpu_dtype("auto", native_bf16=True, gpu="A100")[0] == torch.bfloat16
-    dtype, why = gpu_dtype("auto", native_bf16=False, gpu="T4")
-    assert dtype == torch.float16 and "GradScaler" in why
-    assert "GradScaler" in gpu_dtype("float16", native_bf16=True, gpu="A100")[1]
-
-
-def test_cuda_bf16_without_native_support_is_refused() -> None:
-    with pytest.raises(ConfigError, match="T4"):
-        gpu_dtype("bfloat16", native_bf16=False, gpu="T4")
-
-
-def test_mps_defaults_to_fp32_and_checks_the_torch_version(monkeypatch) -> None:
-    assert mps_dtype("auto")[0] == torch.float32
-    monkeypatch.setattr(torch, "__version__", TorchVersion("2.5.1"))
-    with pytest.raises(ConfigError, match="2.6"):
-        mps_dtype("bfloat16")
-    # Versions compare as numbers: 2.10 is newer than 2.8, not older as strings would say.
-    monkeypatch.setattr(torch, "__version__", TorchVersion("2.10.0"))
-    assert mps_dtype("float16")[0] == torch.float16
 
 
 # --- autocast ---
@@ -118,36 +39,6 @@ def test_autocast_context_on_cpu() -> None:
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), a @ b, atol=0.1, rtol=0.05)
     assert (a @ b).dtype == torch.float32  # autocast ends with the block
-
-
-# --- the CPU probe ---
-
-
-@pytest.mark.parametrize(
-    ("cpuinfo", "flag"),
-    [
-        ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", "avx512_bf16"),
-        ("flags\t\t: avx512_bf16 amx_bf16 amx_tile\n", "amx_bf16"),
-        ("Features\t: fp asimd sve bf16 i8mm\n", "bf16"),  # ARM (Graviton3)
-        ("flags\t\t: fpu sse avx avx2 fma f16c\n", None),  # AVX2 only: emulated bf16
-        ("model name\t: mystery\n", None),
-    ],
-)
-def test_cpu_bf16_flag_from_cpuinfo(cpuinfo: str, flag: str | None) -> None:
-    assert cpu_bf16_flag(cpuinfo) == flag
-
-
-def test_probe_is_quick_cached_and_leaves_threads_alone() -> None:
-    cpu_bf16_support.cache_clear()
-    threads = torch.get_num_threads()
-    start = time.perf_counter()
-    first = cpu_bf16_support()
-    assert time.perf_counter() - start < 1.5
-    assert torch.get_num_threads() == threads
-    assert cpu_bf16_support() is first  # measured once per process
-    assert first.speedup > 0
-    if first.flag is None and platform.machine() in ("x86_64", "AMD64"):
-        assert not first.fast  # x86 without bf16 instructions only emulates it: slow
 
 
 # --- devices ---
@@ -165,7 +56,101 @@ def test_resolve_device_checks_explicit_choices() -> None:
             resolve_device("mps")
 
 
-# --- CPU memory ---
+def test_describe_device_names_the_cpu_threads() -> None:
+    threads = torch.get_num_threads()
+    assert describe_device(CPU) == f"cpu ({threads} thread{'' if threads == 1 else 's'})"
+
+
+def test_compile_is_on_for_cuda_only_unless_asked() -> None:
+    assert compile_choice("auto", torch.device("cuda")) == (True, "auto: on for CUDA")
+    use, why = compile_choice("auto", CPU)
+    assert not use and why.startswith("auto: off on cpu") and "--compile on" in why
+    assert compile_choice("on", CPU) == (True, "--compile on")
+    assert compile_choice("off", torch.device("cuda")) == (False, "--compile off")
+
+
+def test_to_device_copies_a_numpy_batch() -> None:
+    batch = np.arange(6, dtype=np.int64).reshape(2, 3)
+    tensor = to_device(batch, CPU)
+    assert tensor.device == CPU and tensor.tolist() == batch.tolist()
+
+
+def test_out_of_memory_is_recognised_on_every_device() -> None:
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to ..."))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory"))
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp] not enough memory"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+# --- distribution: one process ---
+
+
+def test_alone_there_is_no_job_to_join_and_collectives_do_nothing(monkeypatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    dist, device = init_distributed("cpu")
+    assert dist == Dist(rank=0, world_size=1) and device == CPU
+    assert dist.is_main and not dist.enabled
+    model = torch.nn.Linear(2, 2)
+    assert dist.wrap(model, CPU) is model
+    tensor = torch.tensor([1.5, 2.0])
+    assert dist.all_reduce(tensor, op="max") is tensor and tensor.tolist() == [1.5, 2.0]
+    assert dist.gather({"rng": 1}) == [{"rng": 1}]
+    dist.barrier()
+    dist.leave()
+
+
+def test_torchrun_on_apple_mps_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match="not Apple MPS") as err:
+        init_distributed("mps")
+    assert "--device cpu" in err.value.hint
+
+
+# --- stop requests ---
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_later_second_ctrl_c_quits_at_once_but_never_during_the_final_save() -> None:
+    clock = FakeClock()
+    requests = StopRequests(clock)
+    requests.handle(signal.SIGINT)  # the first: stop after this step
+    requests.handle(signal.SIGINT)  # its echo (uv, no terminal): ignored
+    assert requests.signum == signal.SIGINT
+    clock.now += SAME_INTERRUPT_S + 1  # a real second Ctrl-C, seconds later
+    requests.saving = True
+    requests.handle(signal.SIGINT)  # the checkpoint is being written: let it finish
+    requests.handle(signal.SIGTERM)  # already stopping: nothing more to do
+    requests.saving = False
+    with pytest.raises(KeyboardInterrupt):
+        requests.handle(signal.SIGINT)
+
+
+def test_stop_requests_install_their_handlers_for_the_block_only() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequests() as requests:
+        assert signal.getsignal(signal.SIGTERM) == requests.handle
+        assert requests.reason(Dist(), CPU, over_budget=False) is None
+        assert requests.reason(Dist(), CPU, over_budget=True, budget="budget used") == (
+            "budget used"
+        )
+        requests.handle(signal.SIGTERM)
+        assert requests.reason(Dist(), CPU, over_budget=True) == "stopped by SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before
+    with requests:  # the same requests in a new block (the next fit) ask afresh
+        assert requests.signum is None
+
+
+# --- memory ---
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ONE_THREAD, build_data, records, tiny
 
+from jobgpt import report
 from jobgpt.checkpoint import load_checkpoint, train_config
 from jobgpt.cli import main
 from jobgpt.config import TrainConfig, make_config
@@ -27,7 +29,6 @@ from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 from jobgpt.train import (
     Trainer,
     TrainingDiverged,
-    _StopRequests,
     is_out_of_memory,
     lr_at,
     oom_error,
@@ -36,54 +37,6 @@ from jobgpt.train import (
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_gpt.py"
-
-
-def build_data(root: Path, vocab_size: int = 400, n: int = 40) -> Path:
-    """demo corpus -> tokenizer -> bins, with the real stages, into `root`."""
-    corpus = str(root / "samples.txt")
-    run_stage("demo-data", {"out": corpus, "n": n})
-    tok = str(root / "tokenizer.json")
-    run_stage("tokenizer", {"input": [corpus], "vocab_size": vocab_size, "out": tok})
-    # block_size 128: val then holds several windows even for the tiny preset's context.
-    run_stage(
-        "dataset", {"input": [corpus], "tokenizer": tok, "out_dir": str(root), "block_size": 128}
-    )
-    return root
-
-
-# Subprocesses train on one thread too, for the reason given in conftest.one_torch_thread.
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_data(tmp_path_factory.mktemp("data"))
-
-
-def tiny(data_dir: Path, out_dir: Path, **over) -> TrainConfig:
-    """A model small enough that a step takes milliseconds; dropout on, so that exact resume
-    also covers the torch RNG."""
-    values = {
-        "preset": "tiny",
-        "data_dir": str(data_dir),
-        "out_dir": str(out_dir),
-        "device": "cpu",
-        "model": {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.1},
-        "batch_size": 4,
-        "eval_windows": 4,
-        "eval_interval": 4,
-        "log_interval": 1,
-        "max_steps": 8,
-        "warmup_steps": 2,
-    }
-    model = over.pop("model", {})
-    values["model"].update(model)
-    return make_config(TrainConfig, {**values, **over})
-
-
-def records(out_dir: Path, kind: str) -> dict[int, dict]:
-    lines = (out_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return {r["step"]: r for r in map(json.loads, lines) if r["kind"] == kind}
 
 
 # --- resume ------------------------------------------------------------------------------------
@@ -112,6 +65,33 @@ def test_n_steps_plus_resume_n_steps_equals_2n_steps(data_dir: Path, tmp_path: P
     wb = load_checkpoint(tmp_path / "split" / "ckpt.pt")["model"]
     for name in wa:
         torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6)
+
+
+def test_bf16_autocast_trains_says_so_and_resumes_exactly(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bf16 path on any CPU (emulated where bf16 is not native: slower, still correct).
+    Weights, gradients and optimizer state stay float32 and autocast rounds the same way on
+    every run, so a resumed bf16 run repeats the uninterrupted one exactly, as float32 does."""
+    bf16 = {"dtype": "bfloat16", "max_steps": 8}
+    with caplog.at_level("INFO", logger="jobgpt"):
+        run(tiny(data_dir, tmp_path / "straight", **bf16))
+    assert "precision: bfloat16 — --dtype bfloat16 (this CPU" in caplog.text
+
+    fp32 = Trainer(tiny(data_dir, tmp_path / "fp32"))  # the same initial weights, in float32
+    first = Trainer(tiny(data_dir, tmp_path / "split", **bf16))  # (seeds torch's RNG afresh)
+    assert first.dtype == torch.bfloat16
+    assert first.evaluate()["val_loss"] != fp32.evaluate()["val_loss"]  # autocast is on
+    first.fit(steps=4)
+    Trainer(tiny(data_dir, tmp_path / "split", resume=True, **bf16)).fit()
+
+    a, b = records(tmp_path / "straight", "step"), records(tmp_path / "split", "step")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    assert [b[step]["loss"] for step in a] == [a[step]["loss"] for step in a]
+    wa = load_checkpoint(tmp_path / "straight" / "ckpt.pt")["model"]
+    wb = load_checkpoint(tmp_path / "split" / "ckpt.pt")["model"]
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=0)
 
 
 def test_resume_keeps_the_checkpoints_settings_unless_a_flag_changes_them(
@@ -251,6 +231,50 @@ def test_divergence_stops_with_the_last_good_checkpoint_intact(
     assert "--lr" in err.value.hint and "--grad-clip" in err.value.hint
     assert (tmp_path / "ckpt.pt").read_bytes() == before
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 4
+
+
+def test_a_resume_on_another_number_of_processes_is_reported_with_a_warning() -> None:
+    values = {"preset": "tiny", "out_dir": "runs/x", "max_steps": 50, "eval_interval": 25}
+    cfg = make_config(TrainConfig, values)
+    facts = report.RunFacts(
+        device="cpu (2 threads)",
+        world_size=1,
+        dtype="float32",
+        dtype_why="--dtype float32 (no autocast)",
+        compile_why="off (--compile off)",
+        params=1_234_567,
+        tokens_per_step=1024,
+        warmup=10,
+        warmup_cap_percent=20,
+        train_tokens=100_000,
+        val_tokens=10_000,
+        eval_windows=(8, 8),
+        val_bytes=20_000,
+        resumed_step=40,
+        checkpoint_world_size=2,
+        changes=("max_steps 40 -> 50",),
+    )
+    lines, warnings = report.startup_report(cfg, replace(cfg.model, vocab_size=400), facts)
+    text = "\n".join(lines)
+    assert lines[0] == "resuming runs/x/ckpt.pt at step 40 (preset tiny)"
+    assert "1.23 M parameters" in text and "vocab 400 (the checkpoint's)" in text
+    assert "changed from the checkpoint by flags: max_steps 40 -> 50" in text
+    assert "eval: every 25 steps on 8 train / 8 val windows (fixed; 20,000 val bytes)" in text
+    assert any("trained with 2 process(es), this run has 1" in w for w in warnings)
+
+
+def test_the_divergence_and_abrupt_end_texts_name_what_survives() -> None:
+    cfg = make_config(TrainConfig, {"lr": 1e-2, "out_dir": "runs/x"})
+    message, hint = report.divergence_text(cfg, float("inf"), 7, saved_step=-1, float16=True)
+    assert "the loss became inf by step 7" in message and "no checkpoint was written" in message
+    assert "--lr 3.0e-04" in hint and "--resume" not in hint and "float16 overflows" in hint
+    message, hint = report.divergence_text(cfg, float("nan"), 9, saved_step=8, float16=False)
+    assert "runs/x/ckpt.pt from step 8 is kept unchanged" in message
+    assert "--resume to continue" in hint and "float16" not in hint
+    assert report.kept_text(cfg, -1) == "no checkpoint was written yet"
+    assert report.kept_text(cfg, 8).endswith(
+        "continue with `uv run python scripts/train_gpt.py --resume --out-dir runs/x`"
+    )
 
 
 def test_overfitting_is_named_and_stops_the_run_with_the_best_model_kept(
@@ -535,22 +559,10 @@ def test_ctrl_c_saves_and_exits_cleanly(data_dir: Path, tmp_path: Path, signals:
     assert max(records(cwd / out_dir, "step")) <= saved["step"]
 
 
-def test_a_later_second_ctrl_c_quits_at_once_but_never_during_the_final_save() -> None:
-    requests = _StopRequests()
-    requests._handle(signal.SIGINT, None)  # the first: stop after this step
-    requests._handle(signal.SIGINT, None)  # its echo (uv, no terminal): ignored
-    assert requests.signum == signal.SIGINT
-    requests._first_at -= 3.0  # a real second Ctrl-C, seconds later
-    requests.saving = True
-    requests._handle(signal.SIGINT, None)  # the checkpoint is being written: let it finish
-    requests.saving = False
-    with pytest.raises(KeyboardInterrupt):
-        requests._handle(signal.SIGINT, None)
-
-
 def test_sigterm_stops_after_the_step_and_saves(data_dir: Path, tmp_path: Path) -> None:
     """What a cluster scheduler (or torchrun) sends; here delivered to this very process."""
     trainer = Trainer(tiny(data_dir, tmp_path, max_steps=100_000, eval_interval=100_000))
+    before = signal.getsignal(signal.SIGTERM)  # (cli.main, run earlier in-process, sets one)
 
     def terminate_after_three_steps() -> None:
         while trainer.step < 3:
@@ -561,7 +573,7 @@ def test_sigterm_stops_after_the_step_and_saves(data_dir: Path, tmp_path: Path) 
     summary = trainer.fit()
     assert summary["stopped"] == "stopped by SIGTERM"
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == trainer.step >= 3
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
 
 
 @pytest.mark.parametrize(

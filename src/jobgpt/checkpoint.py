@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import platform
 import random
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip: this is not one (any more)
+            raise CheckpointError(
+                f"checkpoint {path} could not be read (not a checkpoint file, or cut off)",
+                _damaged_hint(path),
+            ) from None
         # torch's message advises weights_only=False, which would run any code in the file:
         # advice a user must never follow, so it is not passed on.
         raise CheckpointError(

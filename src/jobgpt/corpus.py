@@ -48,6 +48,11 @@ logger = logging.getLogger(__name__)
 # A .json file is parsed whole (a list cannot be streamed with the standard library), which takes
 # several times its size in memory; past this, .jsonl (read line by line) is the right format.
 MAX_JSON_BYTES = 512 * 1024 * 1024
+# A posting is a few thousand characters. Longer documents (a file with no separators between
+# its postings, one 50 MB line) are cut into pieces of at most this many: a single 50 MB text
+# took 6-7 GB in the tokenizer trainer and encoder.
+MAX_DOCUMENT_CHARS = 100_000
+FILES_LOGGED = 10  # one line each for the first files; a directory of 2,000 gets a summary
 
 
 class Document(NamedTuple):
@@ -64,6 +69,7 @@ class _FileStats:
     first_skipped: str = ""  # where the first skipped record was and what keys it had
     ignored_chars: int = 0  # non-space characters outside QA examples
     first_ignored_line: int = 0
+    cut_documents: int = 0  # longer than MAX_DOCUMENT_CHARS, so cut into pieces
 
 
 def iter_documents(patterns: Sequence[str]) -> Iterator[Document]:
@@ -74,23 +80,47 @@ def iter_documents(patterns: Sequence[str]) -> Iterator[Document]:
 def read_documents(paths: Sequence[Path]) -> Iterator[Document]:
     """Stream the documents of ``paths`` (as `resolve_inputs` gives them), file by file.
 
-    Logs one line per file (how it was split) and a summary at the end. Raises InputError for a
-    file that is not UTF-8 text, malformed JSON, or a file with no document.
+    A document longer than MAX_DOCUMENT_CHARS is cut into pieces at line breaks (or spaces),
+    so one huge document (a file with no separators) costs bounded memory in every later stage.
+    Logs one line per file (for the first few files: how it was split) and a summary. Raises
+    InputError for a file that is not UTF-8 text, malformed JSON, or a file with no document.
     """
     total = skipped = 0
-    for path in paths:
+    for number, path in enumerate(paths):
         stats = _FileStats()
         count = 0
         for doc in _read_file(path, stats):
-            count += 1
-            yield doc
+            for piece in _bounded(doc, stats):
+                count += 1
+                yield piece
         if count == 0:
             raise _no_documents(path, stats)
-        _log_file(path, count, stats)
+        if number < FILES_LOGGED:
+            _log_file(path, count, stats)
         total += count
         skipped += stats.skipped
     note = f", {skipped:,} records skipped" if skipped else ""
+    if len(paths) > FILES_LOGGED:
+        note += f" (the first {FILES_LOGGED} files are listed above)"
     logger.info("read %s documents from %s file(s)%s", f"{total:,}", len(paths), note)
+
+
+def _bounded(doc: Document, stats: _FileStats) -> Iterator[Document]:
+    """``doc``, or its pieces of at most MAX_DOCUMENT_CHARS, cut at a line break (else a space)
+    in the second half of the limit, so that a piece holds whole lines where it can."""
+    text, limit = doc.text, MAX_DOCUMENT_CHARS
+    if len(text) <= limit:
+        yield doc
+        return
+    stats.cut_documents += 1
+    while len(text) > limit:
+        cut = text.rfind("\n", limit // 2, limit)
+        cut = cut if cut > 0 else text.rfind(" ", limit // 2, limit)
+        cut = cut if cut > 0 else limit
+        yield Document(text[:cut].rstrip(), doc.source)
+        text = text[cut:].lstrip()
+    if text:
+        yield Document(text, doc.source)
 
 
 def _read_file(path: Path, stats: _FileStats) -> Iterator[Document]:
@@ -116,6 +146,12 @@ def _log_file(path: Path, count: int, stats: _FileStats) -> None:
         extra += (
             f"; ignored {stats.ignored_chars:,} characters outside [QUESTION]…[/ANSWER] "
             f"(from line {stats.first_ignored_line})"
+        )
+    if stats.cut_documents:
+        extra += (
+            f"; {stats.cut_documents:,} documents longer than {MAX_DOCUMENT_CHARS:,} characters "
+            "were cut into pieces at line breaks (separate postings with a blank line or an "
+            f"{END_OF_TEXT} line)"
         )
     logger.info("%s: %s documents (%s)%s", path, f"{count:,}", stats.rule, extra)
 
