@@ -198,7 +198,7 @@ def nominal_peak(device: torch.device, dtype: torch.dtype) -> float | None:
 
 
 def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
-    from jobgpt.train import Trainer
+    from jobgpt.trainer import Trainer
 
     trainer = Trainer(cfg)
     on_cpu = trainer.device.type == "cpu"

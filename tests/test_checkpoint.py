@@ -24,7 +24,7 @@ from jobgpt.checkpoint import (
 from jobgpt.errors import CheckpointError
 from jobgpt.files import atomic_open
 from jobgpt.tokenizer import tokenizer_sha256
-from jobgpt.train import Trainer
+from jobgpt.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ DRIVER = """
 import sys
 from jobgpt.cli import main
 from jobgpt.config import TrainConfig, make_config
-from jobgpt.train import Trainer
+from jobgpt.trainer import Trainer
 
 flags = sys.argv[1:]
 Trainer(make_config(TrainConfig, {"device": "cpu", "data_dir": flags[flags.index("--data-dir") + 1],

@@ -37,12 +37,14 @@ LAYERS = [
     "dataset",
     # the model and where it runs
     "model",
+    "optim",
     "precision",
     "runtime",
     "checkpoint",
     # training
     "monitor",
     "report",
+    "trainer",
     "train",
     # using a model
     "sampling",

@@ -24,16 +24,12 @@ from jobgpt.cli import main
 from jobgpt.config import TrainConfig, make_config
 from jobgpt.errors import CheckpointError, ConfigError, DataError
 from jobgpt.inputs import resolve_inputs
+from jobgpt.optim import lr_at
+from jobgpt.runtime import is_out_of_memory
 from jobgpt.stages import run_stage
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
-from jobgpt.train import (
-    Trainer,
-    TrainingDiverged,
-    is_out_of_memory,
-    lr_at,
-    oom_error,
-    run,
-)
+from jobgpt.train import oom_error, run
+from jobgpt.trainer import Trainer, TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_gpt.py"

@@ -248,3 +248,47 @@ class TokenBins:
         offsets = np.asarray(starts, np.int64)[:, None] + np.arange(block_size + 1)
         chunk = self.tokens[split][offsets].astype(np.int64)  # (B, T+1)
         return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+
+
+# --- what training reads ---------------------------------------------------------------------
+
+
+def open_data(data_dir: str | Path) -> tuple[TokenBins, Tokenizer]:
+    """The bins and the tokenizer they were encoded with (TokenBins checks the fingerprint).
+
+    Candidates: the data directory's own tokenizer.json, then the path meta.json recorded when
+    the bins were built (relative paths depend on the directory the command runs in). The first
+    whose sha256 matches meta.json wins; if none does, the first that exists, so that TokenBins
+    names the mismatch.
+    """
+    meta = load_meta(data_dir)
+    recorded = Path(meta["tokenizer"]["path"])
+    candidates = [p for p in (Path(data_dir) / "tokenizer.json", recorded) if p.is_file()]
+    if not candidates:
+        raise DataError(
+            f"the tokenizer of {data_dir} is missing: neither {recorded} (named in meta.json) "
+            f"nor {Path(data_dir) / 'tokenizer.json'} exists",
+            "put the tokenizer.json the bins were built with into the data directory",
+        )
+    # The fingerprint is of the parsed tokenizer (as TokenBins checks it), not of the file's bytes.
+    loaded = [load_tokenizer(p) for p in candidates]
+    wanted = meta["tokenizer"]["sha256"]
+    tok = next((t for t in loaded if mismatch(t, wanted, None) is None), loaded[0])
+    return TokenBins(data_dir, tok), tok
+
+
+def target_bytes(tok: Tokenizer, targets: np.ndarray) -> int:
+    """UTF-8 bytes the target tokens decode to: the denominator of bits per byte.
+
+    Each window is decoded as a whole; control tokens (<|endoftext|>) count as no bytes.
+    """
+    texts = tok.decode_batch(targets.tolist(), skip_special_tokens=True)
+    return sum(len(t.encode("utf-8")) for t in texts)
+
+
+def eval_windows(bins: TokenBins, block: int, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """split -> (x, y): up to `n` fixed windows of each split, the same at every eval."""
+    return {
+        split: bins.windows(split, bins.eval_starts(split, block, n), block)
+        for split in ("train", "val")
+    }

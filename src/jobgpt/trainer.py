@@ -1,0 +1,411 @@
+"""`Trainer`: one training run of the GPT, the piece `jobgpt train` drives and tests reuse.
+
+The loop, top to bottom: pick the device and precision, open the data, build the model and AdamW,
+then repeat `train_step` (gradient accumulation, clipping, warmup + cosine LR); every
+`eval_interval` steps measure train/val loss on fixed windows, write metrics.jsonl and loss.png,
+save ckpt.pt (and best.pt when val improved), and let `jobgpt.monitor` say whether the run
+overfits or stalls. Ctrl-C, SIGTERM and the time budget stop it cleanly, saved; `--resume`
+continues bit for bit.
+
+Under torchrun each process trains on its own slice of one global batch (NCCL on GPUs, gloo on
+CPUs), DDP averages the gradients, rank 0 alone logs and writes files.
+
+`Trainer(cfg)` builds (or resumes) a run, `train_step()` takes one optimizer step,
+`evaluate()` measures the fixed windows, `save()` writes a checkpoint and `fit()` runs the loop
+with all of the above. What the run says to the user is worded in `jobgpt.report`; devices,
+distribution and signals are `jobgpt.runtime`'s, the choice of precision `jobgpt.precision`'s,
+the optimizer and its schedule `jobgpt.optim`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import nullcontext
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from jobgpt import checkpoint as ckpt_io
+from jobgpt import monitor, report
+from jobgpt.bins import TokenBins, eval_windows, open_data, target_bytes
+from jobgpt.config import TrainConfig
+from jobgpt.errors import JobGPTError
+from jobgpt.model import GPT
+from jobgpt.optim import (
+    MAX_WARMUP_PERCENT,
+    load_optimizer_state,
+    lr_at,
+    make_optimizer,
+    schedule_record,
+    warmup_steps,
+)
+from jobgpt.precision import choose_dtype
+from jobgpt.runtime import (
+    StopRequests,
+    autocast_context,
+    compile_choice,
+    describe_device,
+    init_distributed,
+    to_device,
+)
+from jobgpt.tokenizer import tokenizer_sha256
+
+logger = logging.getLogger(__name__)
+
+EARLY_STOP = "early stop: val loss rose while train loss fell (overfitting)"
+
+
+class TrainingDiverged(JobGPTError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_windows(
+    model: torch.nn.Module,
+    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    val_bytes: int,
+    batch_size: int,
+    dtype: torch.dtype,
+) -> dict[str, float]:
+    """{split}_loss: mean loss per target token on each split's windows (summed in float64, so
+    many windows add up without rounding); val_ppl; val_bpb, with `val_bytes` the UTF-8 bytes
+    of the val targets."""
+    device = next(model.parameters()).device
+    model.eval()
+    result = {}
+    for split, (xs, ys) in eval_sets.items():
+        nats = torch.zeros((), dtype=torch.float64, device=device)
+        for i in range(0, len(xs), batch_size):
+            x = torch.from_numpy(xs[i : i + batch_size]).to(device)
+            y = torch.from_numpy(ys[i : i + batch_size]).to(device)
+            with autocast_context(device, dtype):
+                _, loss = model(x, y)
+            nats += loss.double() * y.numel()
+        result[f"{split}_loss"] = (nats / ys.size).item()
+    model.train()
+    val_nats = result["val_loss"] * eval_sets["val"][1].size
+    result["val_ppl"] = math.exp(min(result["val_loss"], 50.0))
+    result["val_bpb"] = val_nats / (math.log(2) * max(val_bytes, 1))
+    return result
+
+
+# --- the trainer -------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One training run. `__init__` builds everything (and loads the checkpoint on --resume);
+    `fit()` runs the loop; `train_step()`, `evaluate()` and `save()` are its pieces, public so
+    benchmarks and tests can drive them one at a time."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.dist, self.device = init_distributed(cfg.device)
+        if not self.dist.is_main:  # one voice: only rank 0 reports
+            logging.getLogger("jobgpt").setLevel(logging.ERROR)
+        resume_from = ckpt_io.find_resume_checkpoint(cfg)
+        changes = ckpt_io.resume_changes(cfg, resume_from) if resume_from is not None else []
+        self.cfg, self.out_dir = cfg, Path(cfg.out_dir)
+        self._open_data(resume_from)
+        self.dtype, self.dtype_why = choose_dtype(self.device, cfg.dtype)
+        self._build_model()
+        # Progress; a checkpoint overwrites it in load_state_dict.
+        self.step = 0
+        self.tokens_seen = 0
+        self.history: list[dict[str, Any]] = []  # one {"step", "train_loss", "val_loss"} per eval
+        self.pace = monitor.Pace()  # throughput, elapsed time (a checkpoint's too) and ETA
+        # The loop's state: where this session ends, the divergence flag (a device tensor, read
+        # only when logging), the last step written to ckpt.pt (-1: none) and the last warning.
+        self.stop_requests = StopRequests()
+        self.end_step = cfg.max_steps
+        self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._saved_step = -1
+        self._last_diagnosis: str | None = None
+        if resume_from is not None:
+            self.load_state_dict(resume_from)
+            self._saved_step = self.step
+        # torch.compile (if chosen), then DDP (if distributed) around the raw model.
+        use, why = compile_choice(cfg.compile, self.device)
+        self.model = self.dist.wrap(
+            torch.compile(self.raw_model) if use else self.raw_model, self.device
+        )
+        self.compile_why = f"{'on' if use else 'off'} ({why})"
+        self.metrics = monitor.MetricsLog(self.out_dir / "metrics.jsonl")
+        if self.dist.is_main:
+            start_files(self.out_dir, self.metrics, self.step if resume_from is not None else None)
+        log_startup_report(self, resume_from, changes)
+
+    # --- building ---
+    def _open_data(self, resume_from: dict[str, Any] | None) -> None:
+        """Bins, tokenizer, the model's config (vocab from the tokenizer), fixed eval windows."""
+        cfg = self.cfg
+        self.bins, self.tokenizer = open_data(cfg.data_dir)
+        self.tokenizer_sha256 = tokenizer_sha256(self.tokenizer)
+        if resume_from is not None:
+            ckpt_io.check_tokenizer_match(
+                resume_from, self.tokenizer_sha256, self.bins.vocab_size, cfg.data_dir
+            )
+        self.model_config = replace(cfg.model, vocab_size=self.bins.vocab_size)
+        block = self.model_config.block_size
+        self.bins.check_block_size(block)
+        self.tokens_per_step = cfg.batch_size * cfg.grad_accum * block * self.dist.world_size
+        self.eval_sets = eval_windows(self.bins, block, cfg.eval_windows)
+        self.val_bytes = target_bytes(self.tokenizer, self.eval_sets["val"][1])
+
+    def _build_model(self) -> None:
+        """Model, optimizer and loss scaler. Model init and dropout draw from torch's generator
+        (seeded per rank: different dropout masks); batches from `sampler`, seeded alike on every
+        rank, so all draw the same global batch and each takes its own slice."""
+        torch.manual_seed(self.cfg.seed + self.dist.rank)
+        self.sampler = np.random.default_rng(self.cfg.seed)
+        self.raw_model = GPT(self.model_config).to(self.device)
+        self.optimizer = make_optimizer(self.raw_model, self.cfg, self.device)
+        # float16 needs its gradients scaled up (then back down) not to underflow to zero.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    # --- one step ---
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of one global batch of random training windows."""
+        b, r = self.cfg.batch_size, self.dist.rank
+        x, y = self.bins.sample_batch(
+            "train", b * self.dist.world_size, self.model_config.block_size, self.sampler
+        )
+        mine = slice(r * b, (r + 1) * b)
+        return to_device(x[mine], self.device), to_device(y[mine], self.device)
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step over `grad_accum` micro-batches. Returns the mean loss as a device
+        tensor, not synchronised: call `.item()` only when the number is needed."""
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, cfg)
+        total = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            x, y = self._batch()
+            # DDP averages gradients during backward; do it once, on the last micro-batch.
+            last = micro == cfg.grad_accum - 1
+            with nullcontext() if last or not self.dist.enabled else self.model.no_sync():
+                with autocast_context(self.device, self.dtype):
+                    _, loss = self.model(x, y)
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+            total += loss.detach()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += self.tokens_per_step
+        loss = total / cfg.grad_accum
+        self._diverged |= ~torch.isfinite(loss)  # checked (synchronised) only when logging
+        return loss
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss on the fixed train and val windows, val perplexity and bits per byte."""
+        return evaluate_windows(
+            self.raw_model, self.eval_sets, self.val_bytes, self.cfg.batch_size, self.dtype
+        )
+
+    # --- checkpoints ---
+    def state_dict(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything an exact resume needs, as tensors and plain data (weights_only-safe)."""
+        return {
+            "model_config": asdict(self.model_config),
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "schedule": schedule_record(self.cfg, self.step),
+            "tokens_seen": self.tokens_seen,
+            "elapsed_s": self.pace.elapsed_s(),
+            "rng": rng if rng is not None else [ckpt_io.rng_state(self.device)],  # one per rank
+            "sampler": self.sampler.bit_generator.state,
+            "world_size": self.dist.world_size,
+            "train_config": asdict(self.cfg),
+            "monitor": {"history": self.history},
+            **data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256),
+            "versions": ckpt_io.library_versions(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: weights, optimizer, step, RNGs, sampler, history."""
+        model_state = {k.removeprefix("_orig_mod."): v for k, v in state["model"].items()}
+        self.raw_model.load_state_dict(model_state)
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = state["step"]
+        self.tokens_seen = state["tokens_seen"]
+        self.pace.elapsed_before = state["elapsed_s"]
+        self.history = list(state["monitor"]["history"])
+        self.sampler.bit_generator.state = state["sampler"]
+        rngs = state["rng"]
+        ckpt_io.set_rng_state(rngs[self.dist.rank % len(rngs)], self.device)
+
+    def save(self, *names: str) -> None:
+        """Write the current state to out_dir/<name> for each name (default ckpt.pt), atomically.
+
+        Collective under DDP: every rank's RNG state is gathered, rank 0 writes, all wait for
+        it. Refuses to save a diverged model, so the last good checkpoint always survives.
+        """
+        self._check_finite()
+        rng = self.dist.gather(ckpt_io.rng_state(self.device))
+        if self.dist.is_main:
+            state = self.state_dict(rng)
+            for name in names or ("ckpt.pt",):
+                ckpt_io.save_checkpoint(state, self.out_dir / name)
+        self.dist.barrier()  # when save() returns, on any rank, the file is there to read
+        self._saved_step = self.step
+
+    # --- the loop ---
+    def fit(self, steps: int | None = None) -> dict[str, Any]:
+        """Train until max_steps (or `steps` more steps, the time budget, Ctrl-C/SIGTERM, or an
+        early stop), evaluating and saving on the way. Returns the run's summary."""
+        cfg = self.cfg
+        self.end_step = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
+        first = self.step + 1  # the session's first step is always logged
+        self.pace.start(self.step, self.tokens_seen, self.end_step, cfg.max_minutes * 60)
+        budget = f"time budget of {cfg.max_minutes:g} minutes used"
+        stopped: str | None = None
+        with self.stop_requests as requests:
+            try:
+                while self.step < self.end_step and stopped is None:
+                    loss = self.train_step()
+                    self.pace.stepped(self.step)
+                    if cfg.log_interval and (
+                        self.step % cfg.log_interval == 0 or self.step == first
+                    ):
+                        self._log_step(loss)
+                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                        if self._evaluate_and_save() and cfg.early_stop:
+                            stopped = EARLY_STOP
+                    stopped = stopped or requests.reason(
+                        self.dist, self.device, self.pace.over_budget(), budget
+                    )
+            except KeyboardInterrupt:  # a second Ctrl-C: out at once; the last finished save stands
+                logger.warning("quit at once: %s", report.kept_text(cfg, self._saved_step))
+                raise
+            if requests.signum is not None:  # the user wants out now: save, skip the eval
+                requests.saving = True  # no further Ctrl-C may cut this save short
+                if self._saved_step != self.step:
+                    self.save("ckpt.pt")
+                logger.info("%s", report.saved_text(cfg, self.step))
+            elif self._saved_step != self.step:  # end of a session: a last eval is worth it
+                self._evaluate_and_save()
+        self.pace.finish()
+        return report.run_summary(cfg, self.history, self.step, self.model_config, stopped)
+
+    def _log_step(self, loss: torch.Tensor) -> None:
+        """The light progress line and its metrics record. Reading the loss waits for the
+        device, which is why this runs only every `log_interval` steps."""
+        value, diverged = self.dist.mean_and_any(loss, self._diverged)
+        if diverged or not math.isfinite(value):
+            raise self._divergence(value)
+        lr = lr_at(self.step - 1, self.cfg)
+        record = {"kind": "step", "step": self.step, "loss": value, "lr": lr}
+        self._record(record | self.pace.record(self.step, self.tokens_seen))
+
+    def _evaluate_and_save(self) -> bool:
+        """Eval, log, checkpoint (best.pt too if val improved), plot, diagnose.
+        Returns True when the diagnosis is overfitting."""
+        timing = self.pace.record(self.step, self.tokens_seen)  # before eval time counts
+        self._check_finite()
+        losses = self.evaluate()
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise self._divergence(losses["val_loss"])
+        record = {"kind": "eval", "step": self.step, **losses, "lr": lr_at(self.step - 1, self.cfg)}
+        record.update(timing, tokens=self.tokens_seen)
+        improved = all(record["val_loss"] < h["val_loss"] for h in self.history)
+        self.history.append({k: record[k] for k in ("step", "train_loss", "val_loss")})
+        # best.pt first: an interrupt between the two writes leaves ckpt.pt's history true.
+        self.save(*(["best.pt"] if improved else []), "ckpt.pt")
+        diagnosis = monitor.diagnose(self.history, self.cfg.patience, self.cfg.lr)
+        self._record(record)
+        if self.dist.is_main:
+            monitor.plot_losses(self.metrics.read(), self.out_dir / "loss.png")
+            kind = diagnosis.kind if diagnosis else None
+            if diagnosis and kind != self._last_diagnosis:
+                logger.warning("warning: %s", diagnosis.message)
+            self._last_diagnosis = kind
+        self.pace.restart(self.tokens_seen)  # eval and saving time is not training time
+        return diagnosis is not None and diagnosis.kind == "overfitting"
+
+    def _record(self, record: dict[str, Any]) -> None:
+        """A metrics record: its log line and its line in metrics.jsonl (rank 0 alone)."""
+        if self.dist.is_main:
+            logger.info(monitor.format_record(record, self.cfg.max_steps))
+            self.metrics.append(record)
+
+    def _check_finite(self) -> None:
+        if self._diverged.item():
+            raise self._divergence(float("nan"))
+
+    def _divergence(self, value: float) -> TrainingDiverged:
+        float16 = self.dtype == torch.float16
+        return TrainingDiverged(
+            *report.divergence_text(self.cfg, value, self.step, self._saved_step, float16)
+        )
+
+    def close(self) -> None:
+        """Leave the torchrun job (if we joined one)."""
+        self.dist.leave()
+
+
+def log_startup_report(
+    trainer: Trainer, resume_from: dict[str, Any] | None, changes: list[str]
+) -> None:
+    """The start-up report (worded by jobgpt.report) and its warnings, from `trainer`'s facts."""
+    bins, eval_sets = trainer.bins, trainer.eval_sets
+    facts = report.RunFacts(
+        device=describe_device(trainer.device),
+        world_size=trainer.dist.world_size,
+        dtype=str(trainer.dtype).removeprefix("torch."),
+        dtype_why=trainer.dtype_why,
+        compile_why=trainer.compile_why,
+        params=trainer.raw_model.num_params(),
+        tokens_per_step=trainer.tokens_per_step,
+        warmup=warmup_steps(trainer.cfg),
+        warmup_cap_percent=MAX_WARMUP_PERCENT,
+        train_tokens=len(bins.tokens["train"]),
+        val_tokens=len(bins.tokens["val"]),
+        eval_windows=(len(eval_sets["train"][0]), len(eval_sets["val"][0])),
+        val_bytes=trainer.val_bytes,
+        resumed_step=trainer.step if resume_from is not None else None,
+        checkpoint_world_size=resume_from.get("world_size", 1) if resume_from else 1,
+        changes=tuple(changes),
+    )
+    lines, warnings = report.startup_report(trainer.cfg, trainer.model_config, facts)
+    logger.info("jobgpt train\n  %s", "\n  ".join(lines))
+    for warning in warnings:
+        logger.warning("warning: %s", warning)
+
+
+def start_files(out_dir: Path, metrics: monitor.MetricsLog, resumed_step: int | None) -> None:
+    """A new run starts clean files; a resumed one drops records past its checkpoint's step."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resumed_step is None:  # --overwrite (or an empty dir): nothing of an old run may linger
+        for name in ("ckpt.pt", "best.pt", "loss.png"):
+            (out_dir / name).unlink(missing_ok=True)
+    metrics.reset(keep_through_step=resumed_step)
+
+
+def data_record(
+    cfg: TrainConfig, bins: TokenBins, tok: Tokenizer, sha256: str
+) -> dict[str, dict[str, Any]]:
+    """The tokenizer itself and the data's shape, for a checkpoint: later stages need no other
+    file, and a resume can check it reads the same data."""
+    return {
+        "tokenizer": {"json": tok.to_str(), "sha256": sha256, "vocab_size": bins.vocab_size},
+        "data": {
+            "dir": str(cfg.data_dir),
+            "train_tokens": len(bins.tokens["train"]),
+            "val_tokens": len(bins.tokens["val"]),
+        },
+    }
