@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from jobgpt.corpus import Document, iter_documents
+from jobgpt.corpus import MAX_DOCUMENT_CHARS, Document, iter_documents
 from jobgpt.errors import InputError
 from jobgpt.postings import record_text, render_posting
 from jobgpt.qa import (
@@ -405,3 +407,36 @@ def test_real_board_posts_json() -> None:
     docs = texts(real("jai/jobs-sg.json"))
     assert len(docs) == 124
     assert all(d.startswith("=== ") and "포지션: " in d for d in docs)
+
+
+# --- long documents: bounded memory -------------------------------------------------------------
+
+
+def test_a_document_longer_than_the_limit_is_cut_at_line_breaks(tmp_path: Path, caplog) -> None:
+    lines = [f"{i}번째 줄: 서울 백엔드 개발자 채용 공고 내용입니다." for i in range(20_000)]
+    path = tmp_path / "no_separators.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")  # ~1 MB, one "document"
+    with caplog.at_level(logging.INFO, logger="jobgpt.corpus"):
+        docs = [d.text for d in iter_documents([str(path)])]
+    assert len(docs) > 1 and all(len(d) <= MAX_DOCUMENT_CHARS for d in docs)
+    assert "\n".join(docs).splitlines() == lines  # cut only between lines: nothing lost
+    assert "1 documents longer than 100,000 characters were cut" in caplog.text
+
+
+def test_a_50mb_style_one_line_file_trains_a_tokenizer_in_bounded_memory(tmp_path: Path) -> None:
+    """One 12 MB line (no line breaks, no separators) took 1.05 GB of RSS in the tokenizer stage
+    before long documents were cut (4.3 GB at 50 MB); now ~230 MB. Measured in a child process
+    (resource's peak RSS of children), so this test's own memory does not count."""
+    path = tmp_path / "one_line.txt"
+    words = ["서울", "채용", "개발자", "React", "경력", "우대", "연봉", "판교", "Python"]
+    path.write_text(" ".join(words[i % 9] + str(i % 7) for i in range(1_600_000)), "utf-8")
+    assert path.stat().st_size > 12_000_000
+    run = [sys.executable, "-m", "jobgpt", "tokenizer", "--input", str(path)]
+    run += ["--vocab-size", "400", "--out", str(tmp_path / "tok.json")]
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    peak_kb = int(subprocess.run([sys.executable, "-c", measure, *run], capture_output=True,
+                                 text=True, check=True).stdout)  # fmt: skip
+    assert peak_kb < 600_000, f"peak RSS {peak_kb / 1000:.0f} MB"
