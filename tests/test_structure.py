@@ -40,6 +40,7 @@ LAYERS = [
     "optim",
     "precision",
     "runtime",
+    "loss_eval",
     "checkpoint",
     # training
     "monitor",

@@ -15,9 +15,11 @@ can read it without executing any pickled code):
 
 from __future__ import annotations
 
+import os
 import pickle
 import platform
 import random
+import shutil
 import zipfile
 from dataclasses import fields
 from pathlib import Path
@@ -272,10 +274,45 @@ def find_resume_checkpoint(cfg: TrainConfig) -> dict[str, Any] | None:
     if existing and not cfg.overwrite:
         raise CheckpointError(
             f"{out} already holds a training run ({', '.join(existing)})",
-            "add --resume to continue it, --overwrite to start over (deletes it), or choose "
-            "another --out-dir",
+            "add --resume to continue it, --overwrite to start over (the old run is deleted once "
+            "the new one has saved a checkpoint), or choose another --out-dir",
         )
     return None
+
+
+# --overwrite: the old run's files wait here until the new run has a checkpoint of its own
+REPLACED_DIR = ".replaced"
+RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl", "loss.png")
+
+
+def set_aside_previous_run(out_dir: Path) -> bool:
+    """Move an old run's files into out_dir/.replaced (for --overwrite), rather than deleting
+    them before the new run has saved anything: a new run that diverges or is killed at step 3
+    must not cost the user a good run. True if there was anything to move."""
+    files = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+    if not files:
+        return False
+    aside = out_dir / REPLACED_DIR
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for path in files:
+        os.replace(path, aside / path.name)
+    return True
+
+
+def settle_previous_run(out_dir: Path) -> str | None:
+    """Finish what a replacing run left undone: drop the old run once the new one has a
+    checkpoint, else put it back. Returns what was done, for the log, or None."""
+    aside = out_dir / REPLACED_DIR
+    if not aside.is_dir():
+        return None
+    if (out_dir / "ckpt.pt").is_file():
+        shutil.rmtree(aside)
+        return f"removed the run that --overwrite replaced (its files were in {aside})"
+    for path in aside.iterdir():
+        os.replace(path, out_dir / path.name)
+    aside.rmdir()
+    return f"the replacing run saved no checkpoint: the previous run is back in {out_dir}"
 
 
 def train_config(values: dict[str, Any]) -> TrainConfig:

@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None, as_script: bool = False) -> int:
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         return 130
+    except SystemExit as stop:  # SIGTERM: clean-up ran (training saved first)
+        print("stopped.", file=sys.stderr)
+        return int(stop.code or 0)
     return 0
 
 

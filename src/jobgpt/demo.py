@@ -17,6 +17,7 @@ from typing import Any
 
 from jobgpt.commands import command
 from jobgpt.config import DemoConfig
+from jobgpt.files import atomic_write_text
 from jobgpt.stages import run_stage
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ def _reuse(path: Path, what: str) -> bool:
 
 
 def _train(cfg: DemoConfig, p: dict[str, Path]) -> dict[str, Any]:
-    if p["summary"].exists():
+    """Train (or resume), and write the "done" marker last, only for a run that ended as
+    planned: a run stopped by a signal raises instead, so the next demo resumes it."""
+    if p["summary"].exists() and p["best"].exists():
         logger.info("demo: reusing the trained model in %s/ (--fresh to retrain)", p["ckpt_dir"])
         return json.loads(p["summary"].read_text(encoding="utf-8"))
     resume = (p["ckpt_dir"] / "ckpt.pt").exists()
@@ -97,7 +100,7 @@ def _train(cfg: DemoConfig, p: dict[str, Path]) -> dict[str, Any]:
             "resume": resume,
         },
     )
-    p["summary"].write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    atomic_write_text(p["summary"], json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
 

@@ -265,3 +265,17 @@ def oom_text(cfg: TrainConfig, error: str, gpu: bool) -> tuple[str, str]:
         f"({error.splitlines()[0][:120]})"
     )
     return message, hint
+
+
+def split_changed_text(
+    cfg: TrainConfig, saved: dict[str, Any], ours: dict[str, Any], step: int
+) -> str:
+    """Why a resumed run's val history starts again: its bins are not the checkpoint's."""
+    keys = ("train_tokens", "val_tokens")
+    now = "/".join(f"{ours[k]:,}" for k in keys)
+    was = "/".join(f"{saved.get(k, 0):,}" for k in keys)
+    return (
+        f"{cfg.data_dir} holds other bins than the checkpoint was trained on (train/val tokens "
+        f"{now}, were {was}): val losses before and after would not compare, so the val history "
+        f"(and which checkpoint is best.pt) starts again at step {step}"
+    )

@@ -10,13 +10,19 @@ through torchrun, e.g. `torchrun --standalone --nproc_per_node=8 scripts/train_g
 from __future__ import annotations
 
 import logging
+import os
+import signal
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from jobgpt import report
+from jobgpt.checkpoint import settle_previous_run
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
+from jobgpt.files import check_output, exclusive, sweep_temp_files
 from jobgpt.runtime import is_out_of_memory, keep_freed_memory
 from jobgpt.trainer import Trainer
 
@@ -24,7 +30,36 @@ logger = logging.getLogger(__name__)
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
-    """`jobgpt train`: train (or resume), then print the final one-line verdict to stdout."""
+    """`jobgpt train`: train (or resume), then print the final one-line verdict to stdout.
+
+    The output folder is checked and locked first (rank 0 writes it, so rank 0 holds the lock),
+    and whatever a killed run left there is settled: temp files swept, a run that --overwrite
+    was replacing dropped or put back.
+    """
+    out_dir = Path(cfg.out_dir)
+    check_output(out_dir, "--out-dir", is_dir=True)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    with exclusive(out_dir, "--out-dir", is_dir=True) if main_rank else nullcontext():
+        if main_rank:
+            sweep_temp_files(out_dir)
+            _settle(out_dir)
+        try:
+            summary, trainer = _train(cfg)
+        finally:
+            if main_rank:
+                _settle(out_dir)  # a replacing run that never saved gives the old one back
+    if trainer.dist.is_main:
+        if summary["stopped"] not in ("max_steps", "steps"):
+            logger.info("%s at step %s", summary["stopped"], summary["step"])
+        print(report.final_line(summary, trainer.out_dir, summary["finished_before"]))
+    if summary["stopped"] == "stopped by SIGINT":
+        raise KeyboardInterrupt  # saved; the CLI exits 130, as an interrupted command should
+    if summary["stopped"] == "stopped by SIGTERM":
+        raise SystemExit(128 + signal.SIGTERM)  # saved, but not finished: `train && ...` stops
+    return summary
+
+
+def _train(cfg: TrainConfig) -> tuple[dict[str, Any], Trainer]:
     memory_note = keep_freed_memory()  # this process trains: let it reuse freed memory
     trainer: Trainer | None = None
     try:
@@ -32,7 +67,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if memory_note:
             logger.info("  memory: %s", memory_note)
         finished_before = trainer.step >= trainer.cfg.max_steps
-        summary = trainer.fit()
+        summary = trainer.fit() | {"finished_before": finished_before}
     except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
         if not is_out_of_memory(err):
             raise
@@ -40,13 +75,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     finally:
         if trainer is not None:
             trainer.close()
-    if trainer.dist.is_main:
-        if summary["stopped"] not in ("max_steps", "steps"):
-            logger.info("%s at step %s", summary["stopped"], summary["step"])
-        print(report.final_line(summary, trainer.out_dir, finished_before))
-    if summary["stopped"] == "stopped by SIGINT":
-        raise KeyboardInterrupt  # saved; the CLI exits 130, as an interrupted command should
-    return summary
+    return summary, trainer
+
+
+def _settle(out_dir: Path) -> None:
+    note = settle_previous_run(out_dir)
+    if note:
+        logger.info("%s", note)
 
 
 def oom_error(cfg: TrainConfig, err: BaseException) -> JobGPTError:

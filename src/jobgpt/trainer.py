@@ -35,6 +35,7 @@ from jobgpt import monitor, report
 from jobgpt.bins import TokenBins, eval_windows, open_data, target_bytes
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
+from jobgpt.loss_eval import evaluate_windows
 from jobgpt.model import GPT
 from jobgpt.optim import (
     MAX_WARMUP_PERCENT,
@@ -62,39 +63,6 @@ EARLY_STOP = "early stop: val loss rose while train loss fell (overfitting)"
 
 class TrainingDiverged(JobGPTError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
-
-
-# --- evaluation --------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate_windows(
-    model: torch.nn.Module,
-    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
-    val_bytes: int,
-    batch_size: int,
-    dtype: torch.dtype,
-) -> dict[str, float]:
-    """{split}_loss: mean loss per target token on each split's windows (summed in float64, so
-    many windows add up without rounding); val_ppl; val_bpb, with `val_bytes` the UTF-8 bytes
-    of the val targets."""
-    device = next(model.parameters()).device
-    model.eval()
-    result = {}
-    for split, (xs, ys) in eval_sets.items():
-        nats = torch.zeros((), dtype=torch.float64, device=device)
-        for i in range(0, len(xs), batch_size):
-            x = torch.from_numpy(xs[i : i + batch_size]).to(device)
-            y = torch.from_numpy(ys[i : i + batch_size]).to(device)
-            with autocast_context(device, dtype):
-                _, loss = model(x, y)
-            nats += loss.double() * y.numel()
-        result[f"{split}_loss"] = (nats / ys.size).item()
-    model.train()
-    val_nats = result["val_loss"] * eval_sets["val"][1].size
-    result["val_ppl"] = math.exp(min(result["val_loss"], 50.0))
-    result["val_bpb"] = val_nats / (math.log(2) * max(val_bytes, 1))
-    return result
 
 
 # --- the trainer -------------------------------------------------------------------------------
@@ -130,6 +98,7 @@ class Trainer:
         if resume_from is not None:
             self.load_state_dict(resume_from)
             self._saved_step = self.step
+            self._check_same_split(resume_from)
         # torch.compile (if chosen), then DDP (if distributed) around the raw model.
         use, why = compile_choice(cfg.compile, self.device)
         self.model = self.dist.wrap(
@@ -137,8 +106,10 @@ class Trainer:
         )
         self.compile_why = f"{'on' if use else 'off'} ({why})"
         self.metrics = monitor.MetricsLog(self.out_dir / "metrics.jsonl")
+        self._replacing = False  # an old run set aside (--overwrite) until our first save
         if self.dist.is_main:
-            start_files(self.out_dir, self.metrics, self.step if resume_from is not None else None)
+            resumed = self.step if resume_from is not None else None
+            self._replacing = start_files(self.out_dir, self.metrics, resumed)
         log_startup_report(self, resume_from, changes)
 
     # --- building ---
@@ -261,6 +232,9 @@ class Trainer:
             state = self.state_dict(rng)
             for name in names or ("ckpt.pt",):
                 ckpt_io.save_checkpoint(state, self.out_dir / name)
+            if self._replacing:  # this run has a checkpoint now: the one it replaces can go
+                logger.info("%s", ckpt_io.settle_previous_run(self.out_dir))
+                self._replacing = False
         self.dist.barrier()  # when save() returns, on any rank, the file is there to read
         self._saved_step = self.step
 
@@ -343,6 +317,17 @@ class Trainer:
             logger.info(monitor.format_record(record, self.cfg.max_steps))
             self.metrics.append(record)
 
+    def _check_same_split(self, ckpt: dict[str, Any]) -> None:
+        """Val losses of two different val splits do not compare: after resuming onto other bins
+        (a rebuilt dataset, more text) the history and best.pt start again from here."""
+        saved = ckpt.get("data") or {}
+        ours = data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256)["data"]
+        keys = ("train_tokens", "val_tokens")
+        if all(saved.get(k) in (None, ours[k]) for k in keys):
+            return
+        logger.warning("warning: %s", report.split_changed_text(self.cfg, saved, ours, self.step))
+        self.history = []
+
     def _check_finite(self) -> None:
         if self._diverged.item():
             raise self._divergence(float("nan"))
@@ -387,13 +372,20 @@ def log_startup_report(
         logger.warning("warning: %s", warning)
 
 
-def start_files(out_dir: Path, metrics: monitor.MetricsLog, resumed_step: int | None) -> None:
-    """A new run starts clean files; a resumed one drops records past its checkpoint's step."""
+def start_files(out_dir: Path, metrics: monitor.MetricsLog, resumed_step: int | None) -> bool:
+    """A new run starts clean files; a resumed one drops records past its checkpoint's step.
+    An old run that --overwrite replaces is set aside until the new one has saved (True)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if resumed_step is None:  # --overwrite (or an empty dir): nothing of an old run may linger
-        for name in ("ckpt.pt", "best.pt", "loss.png"):
-            (out_dir / name).unlink(missing_ok=True)
+    replacing = resumed_step is None and ckpt_io.set_aside_previous_run(out_dir)
+    if replacing:
+        logger.info(
+            "--overwrite: the previous run's files wait in %s/%s until this run saves its first "
+            "checkpoint",
+            out_dir,
+            ckpt_io.REPLACED_DIR,
+        )
     metrics.reset(keep_through_step=resumed_step)
+    return replacing
 
 
 def data_record(
