@@ -378,6 +378,27 @@ def test_json_without_records(tmp_path: Path) -> None:
     assert "n.json" in error_for(write(tmp_path / "n.json", "42")).message
 
 
+def test_a_jsonl_line_that_is_not_an_object_is_named_as_such(tmp_path: Path) -> None:
+    rows = [json.dumps({"text": "a"}), json.dumps({"text": "b"}), json.dumps([{"text": "c"}])]
+    err = error_for(write(tmp_path / "x.jsonl", "\n".join(rows) + "\n"))
+    assert "x.jsonl line 3 holds a JSON array, not an object" in err.message
+    assert "keys" not in err.message and "one JSON object per line" in err.message
+    assert f"`mv {tmp_path / 'x.jsonl'} {tmp_path / 'x.json'}`" in err.hint
+    err = error_for(write(tmp_path / "n.jsonl", '{"text": "a"}\n42\n'))
+    assert "n.jsonl line 2 holds a JSON number, not an object" in err.message
+    # A whole file that is one JSON array: the hint says to rename it, and that works.
+    whole = write(tmp_path / "all.jsonl", json.dumps([{"text": "a"}, {"text": "b"}]))
+    err = error_for(whole)
+    assert "line 1 holds a JSON array" in err.message and f"{tmp_path / 'all.json'}`" in err.hint
+    assert texts(whole.rename(tmp_path / "all.json")) == ["a", "b"]
+
+
+def test_json_array_elements_that_are_not_objects_are_named_as_such(tmp_path: Path) -> None:
+    err = error_for(write(tmp_path / "rows.json", "[[1, 2], [3]]"))
+    assert "rows.json[0] is a JSON array, not an object" in err.message
+    assert "keys" not in err.message and "JSON object" in err.hint
+
+
 # --- the real corpora (beside the repo; skipped on a fresh clone) ------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -144,8 +145,39 @@ def test_val_too_small_for_one_window_is_an_error_and_publishes_nothing(tmp_path
     with pytest.raises(DataError) as err:
         build(tmp_path, tok_path, docs, block_size=100_000)
     assert "block_size+1 = 100,001" in err.value.message
-    assert "--block-size" in err.value.hint
+    assert "--val-fraction" not in err.value.hint  # the corpus is short, not the fraction wrong
     assert list((tmp_path / "data").iterdir()) == []  # no bins, no temp files
+    # The hint names a block size that works.
+    found = re.search(r"--block-size to at most ([\d,]+)", err.value.hint)
+    assert found, err.value.hint
+    build(tmp_path, tok_path, docs, name="fixed", block_size=int(found[1].replace(",", "")))
+
+
+def test_a_val_fraction_that_leaves_train_too_small_suggests_a_smaller_one(tmp_path, tok_path):
+    docs = make_documents()
+    with pytest.raises(DataError) as err:
+        build(tmp_path, tok_path, docs, val_fraction=0.99)
+    assert "the train split has only" in err.value.message
+    hint = err.value.hint
+    assert "--val-fraction" in hint and "0.99" in hint and "--block-size" not in hint
+    assert "of the 30 documents" in hint  # the actual numbers
+    build(tmp_path, tok_path, docs, name="fixed", val_fraction=0.05)  # the suggested default
+
+
+def test_one_posting_per_line_is_one_document_and_the_hint_says_how_to_separate(tmp_path, tok_path):
+    docs = [d.replace("\n", " ") for d in make_documents(n_companies=3, per_company=1)]
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(docs) + "\n", encoding="utf-8")  # no blank line between them
+    values = {"input": [str(corpus)], "tokenizer": str(tok_path), "out_dir": str(tmp_path / "d")}
+    with pytest.raises(DataError) as err:
+        run(make_config(DatasetConfig, {**values, "block_size": 16}))
+    assert "lines.txt" in err.value.message and "only 1 document" in err.value.message
+    hint = err.value.hint
+    assert "--group-min-chars" not in hint  # grouping is not the cause: it would change nothing
+    assert "2+ blank lines" in hint and EOT in hint and ".jsonl" in hint
+    corpus.write_text("\n\n\n".join(docs) + "\n", encoding="utf-8")  # follow the hint
+    meta = run(make_config(DatasetConfig, {**values, "block_size": 16}))
+    assert meta["documents"]["kept"] == 3
 
 
 def test_a_single_group_cannot_be_split(tmp_path, tok_path):
@@ -153,7 +185,8 @@ def test_a_single_group_cannot_be_split(tmp_path, tok_path):
     with pytest.raises(DataError) as err:
         build(tmp_path, tok_path, docs)
     assert "all 4 documents form one group" in err.value.message
-    assert "--group-min-chars 0" in err.value.hint
+    assert "share" in err.value.message and "--group-min-chars 0" in err.value.hint
+    assert "blank lines" not in err.value.hint  # separators are not the cause here
     meta = build(tmp_path, tok_path, docs, name="ungrouped", group_min_chars=0, block_size=4)
     assert meta["splits"]["val"]["documents"] >= 1
 

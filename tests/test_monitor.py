@@ -14,6 +14,7 @@ from jobgpt.monitor import (
     diagnose,
     format_duration,
     format_record,
+    paired_noise,
     plan_report,
     plot_losses,
     summarize,
@@ -50,6 +51,28 @@ def test_overfitting_needs_patience_evals_of_evidence() -> None:
     history = curve([4.0, 3.0, 2.5, 2.0], [4.1, 3.3, 3.1, 3.2])  # one rise only
     assert diagnose(history, patience=3, lr=3e-4) is None
     assert diagnose(history, patience=1, lr=3e-4).kind == "overfitting"
+
+
+def test_a_rise_within_the_noise_of_the_val_windows_is_not_overfitting() -> None:
+    """The fault hunt's case: val rose 0.0016 over the patience window, train fell: noise."""
+    history = curve([4.0, 3.9, 3.85, 3.8, 3.78], [4.10, 4.0990, 4.0995, 4.1000, 4.1006])
+    then = [4.1 + d for d in (0.02, -0.03, 0.01, 0.0)]  # per-window val losses, 3 evals ago
+    now = [4.1 + d for d in (0.03, -0.02, -0.01, 0.01)]
+    history[-1]["val_noise"] = paired_noise(then, now)
+    assert diagnose(history, patience=3, lr=3e-4) is None
+    history[-1]["val_loss"] = 4.25  # a rise far past the noise
+    assert diagnose(history, patience=3, lr=3e-4).kind == "overfitting"
+
+
+def test_paired_noise_is_the_standard_error_of_the_per_window_change() -> None:
+    assert paired_noise([1.0, 2.0, 3.0], [1.1, 2.1, 3.1]) == pytest.approx(0.0, abs=1e-12)
+    assert paired_noise([1.0, 1.0], [1.0, 2.0]) == pytest.approx(0.5)  # stdev 0.707 / sqrt 2
+
+
+def test_overfitting_advice_does_not_suggest_what_the_run_already_does() -> None:
+    history = curve([4.0, 3.0, 2.5, 2.0, 1.6, 1.2], [4.1, 3.3, 3.1, 3.2, 3.4, 3.7])
+    assert "--early-stop" in diagnose(history, patience=3, lr=3e-4).message
+    assert "--early-stop" not in diagnose(history, patience=3, lr=3e-4, early_stop=True).message
 
 
 def test_bouncing_stall_suggests_a_lower_learning_rate() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,23 @@ def test_cp949_line_gets_a_guess_and_a_pasteable_fix(tmp_path: Path) -> None:
         list(text_blocks(path))
     assert "CP949" in info.value.message
     assert f"iconv -f cp949 -t utf-8 {path} > {tmp_path / 'k.utf8.txt'}" in info.value.hint
+
+
+def test_a_stray_bad_byte_in_a_utf8_file_is_named_not_called_cp949(tmp_path: Path) -> None:
+    """One bad byte in a UTF-8 Korean file: converting it from CP949 would garble every line."""
+    half = "채용 공고: 백엔드 개발자\n" * 20
+    path = write(tmp_path, "s.txt", half.encode() + b"\xff" + half.encode())
+    with pytest.raises(InputError) as info:
+        list(text_blocks(path))
+    message, hint = info.value.message, info.value.hint or ""
+    assert f"byte offset {len(half.encode()):,} (line 21)" in message and "0xFF" in message
+    assert "CP949" not in message and "cp949" not in hint
+    fixed = tmp_path / "s.fixed.txt"
+    command = f"iconv -f utf-8 -t utf-8 -c {path} > {fixed}"
+    assert f"`{command}`" in hint and "drops" in hint
+    if shutil.which("iconv"):  # the command works as printed: only the bad byte goes
+        subprocess.run(command, shell=True, check=False)
+        assert read_all_text(fixed) == half + half
 
 
 def test_unknown_extension_is_text_only_if_its_head_decodes(tmp_path: Path) -> None:

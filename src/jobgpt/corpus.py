@@ -53,6 +53,12 @@ MAX_JSON_BYTES = 512 * 1024 * 1024
 # took 6-7 GB in the tokenizer trainer and encoder.
 MAX_DOCUMENT_CHARS = 100_000
 FILES_LOGGED = 10  # one line each for the first files; a directory of 2,000 gets a summary
+# How to make several documents of what was read as one (stages that need several say this).
+SEPARATE_POSTINGS = (
+    "separate the postings: in a .txt file put 2+ blank lines or a line holding only "
+    f"{END_OF_TEXT} between them (one posting per line with no blank lines is read as ONE "
+    'document), or use a .jsonl file with one JSON object per line, e.g. {"text": "..."}'
+)
 
 
 class Document(NamedTuple):
@@ -67,6 +73,7 @@ class _FileStats:
     rule: str = ""
     skipped: int = 0
     first_skipped: str = ""  # where the first skipped record was and what keys it had
+    first_skipped_kind: str = ""  # what it was instead, if not an object ("a JSON array")
     ignored_chars: int = 0  # non-space characters outside QA examples
     first_ignored_line: int = 0
     cut_documents: int = 0  # longer than MAX_DOCUMENT_CHARS, so cut into pieces
@@ -150,7 +157,7 @@ def _log_file(path: Path, count: int, stats: _FileStats) -> None:
     if stats.cut_documents:
         extra += (
             f"; {stats.cut_documents:,} documents longer than {MAX_DOCUMENT_CHARS:,} characters "
-            "were cut into pieces at line breaks (separate postings with a blank line or an "
+            "were cut into pieces at line breaks (separate postings with 2+ blank lines or an "
             f"{END_OF_TEXT} line)"
         )
     logger.info("%s: %s documents (%s)%s", path, f"{count:,}", stats.rule, extra)
@@ -158,10 +165,12 @@ def _log_file(path: Path, count: int, stats: _FileStats) -> None:
 
 def _no_documents(path: Path, stats: _FileStats) -> InputError:
     if stats.skipped:
+        kind = stats.first_skipped_kind
+        hint = f"make each record a JSON object, not {kind}, then {RECORD_KEYS_HINT}"
         return InputError(
             f"{path} has no usable record: all {stats.skipped:,} were skipped "
             f"(first {stats.first_skipped})",
-            RECORD_KEYS_HINT,
+            hint if kind else RECORD_KEYS_HINT,
         )
     return InputError(
         f"{path} holds no document (only whitespace or separators)",
@@ -295,7 +304,30 @@ def _read_jsonl(path: Path, stats: _FileStats) -> Iterator[Document]:
                 f"{path} line {number} is not valid JSON: {err.msg} (column {err.colno})",
                 "fix or delete that line: each line of a .jsonl file must be one JSON object",
             ) from None
+        if not isinstance(record, dict | str):  # a string is a document; anything else is wrong
+            raise _not_an_object(path, number, record)
         yield from _record_document(record, f"{path}:{number}", stats)
+
+
+def _not_an_object(path: Path, number: int, value: Any) -> InputError:
+    hint = 'make that line one object such as {"text": "..."}, or delete it'
+    if isinstance(value, list):  # often a whole JSON array file given the .jsonl name
+        new = shlex.quote(str(path.with_suffix(".json")))
+        hint += (
+            f"; if the whole file is one JSON array of records, `mv {shlex.quote(str(path))} "
+            f"{new}` and pass {new} to --input (a .json array is read one record per element)"
+        )
+    return InputError(
+        f"{path} line {number} holds {_json_kind(value)}, not an object: a .jsonl file has one "
+        "JSON object per line",
+        hint,
+    )
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value that is not a usable record is named: "a JSON array", ..."""
+    names = {list: "array", str: "string (empty)", bool: "true/false", type(None): "null"}
+    return f"a JSON {names.get(type(value), 'number')}"
 
 
 def _read_json(path: Path, stats: _FileStats) -> Iterator[Document]:
@@ -365,9 +397,13 @@ def _record_document(record: Any, source: str, stats: _FileStats) -> Iterator[Do
         yield Document(text, source)
         return
     stats.skipped += 1
-    if not stats.first_skipped:
-        keys = ", ".join(list(record)[:8]) if isinstance(record, dict) else type(record).__name__
-        stats.first_skipped = f"at {source}, keys: {keys or 'none'}"
+    if stats.first_skipped:
+        return
+    if isinstance(record, dict):
+        stats.first_skipped = f"at {source}, keys: {', '.join(list(record)[:8]) or 'none'}"
+    else:  # an array or number among the records: say so, not "keys: list"
+        stats.first_skipped_kind = _json_kind(record)
+        stats.first_skipped = f"{source} is {stats.first_skipped_kind}, not an object"
 
 
 __all__ = [

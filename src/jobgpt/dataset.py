@@ -6,14 +6,13 @@ from, and `TokenBins` refuses bins that do not match their tokenizer.
 
 How documents reach a split, in one streaming pass plus a cheap copy:
 
-1. **Read and encode** (`_encode_corpus`). Exact duplicate documents are dropped. Every kept
-   document is encoded (in batches, on a background thread, while the next batch is read) and
-   appended to a temporary spool file; only its token count and a 64-bit group key stay in memory.
+1. **Read and encode** (`_encode_corpus`). Exact duplicates are dropped; every kept document is
+   encoded (in batches, on a background thread) into a temporary spool file; only its token
+   count and a 64-bit group key stay in memory.
 2. **Group near-duplicates** (`Groups`). Postings of one company repeat the same intro and
-   benefits paragraphs; if one landed in train and its twin in val, val loss would measure
-   memorisation. Documents sharing any paragraph of ``group_min_chars`` or more are joined
-   (union-find; a group is named by its smallest paragraph fingerprint, so the grouping does not
-   depend on the order of the input).
+   benefits paragraphs; a twin in val would make val loss measure memorisation. Documents sharing
+   a paragraph of ``group_min_chars`` or more are joined (union-find; a group is named by its
+   smallest paragraph fingerprint, so the grouping does not depend on the input order).
 3. **Split by group** (`_assign_splits`). A group goes to val when a seeded hash of its name falls
    below ``val_fraction``: deterministic and order-independent. If that leaves val too small for
    a few ``block_size`` windows, the next groups by hash move over too.
@@ -47,6 +46,7 @@ from jobgpt.bins import (
     token_dtype,
 )
 from jobgpt.config import DatasetConfig
+from jobgpt.corpus import SEPARATE_POSTINGS
 from jobgpt.errors import DataError
 from jobgpt.files import (
     check_output,
@@ -227,11 +227,7 @@ def _assign_splits(corpus: _Corpus, cfg: DatasetConfig) -> _Split:
     )
     names, inverse, sizes = np.unique(roots, return_inverse=True, return_counts=True)
     if len(names) < 2:
-        raise DataError(
-            f"all {len(roots):,} documents form one group (they share long paragraphs, or there "
-            "is only one), so no validation split can be held out without leaking into it",
-            "add more (different) documents, or pass --group-min-chars 0 to split them anyway",
-        )
+        raise _one_group(len(roots), corpus.duplicates, cfg)
     group_tokens = np.bincount(inverse, weights=np.asarray(corpus.doc_tokens, np.float64))
     scores = np.array([split_score(int(g), cfg.seed) for g in names])
     val = scores < cfg.val_fraction
@@ -258,16 +254,29 @@ def _assign_splits(corpus: _Corpus, cfg: DatasetConfig) -> _Split:
     )
 
 
+def _one_group(kept: int, duplicates: int, cfg: DatasetConfig) -> DataError:
+    """One document means missing separators (--group-min-chars 0 would change nothing)."""
+    where = ", ".join(cfg.input)
+    if kept == 1:
+        dropped = f" ({duplicates:,} exact duplicates of it dropped)" if duplicates else ""
+        return DataError(
+            f"{where} holds only 1 document{dropped}: none to hold out for val", SEPARATE_POSTINGS
+        )
+    return DataError(
+        f"all {kept:,} documents form one group in {where}: they share paragraphs of "
+        f"{cfg.group_min_chars}+ characters, so val cannot be held out without leaking",
+        "add postings that do not share them, or pass --group-min-chars 0 to split them anyway "
+        "(val loss then partly measures memorisation)",
+    )
+
+
 def _copy_splits(
     spool: Path, dtype: np.dtype, doc_tokens: list[int], is_val: np.ndarray, paths: dict
 ) -> dict[str, dict[str, int]]:
-    """Copy every document's tokens from the spool to its split's file; return per-split counts.
-
-    Neighbouring documents of the same split are one contiguous slice, copied at once.
-    """
+    """Copy each document's tokens from the spool to its split's file; return per-split counts."""
     bounds = np.concatenate([[0], np.cumsum(doc_tokens, dtype=np.int64)])  # doc i: [b_i, b_i+1)
     tokens = np.memmap(spool, dtype=dtype, mode="r")
-    cuts = np.flatnonzero(is_val[1:] != is_val[:-1]) + 1  # where the split changes
+    cuts = np.flatnonzero(is_val[1:] != is_val[:-1]) + 1  # runs of one split: copied at once
     edges = [0, *cuts.tolist(), len(is_val)]
     counts = {name: {"tokens": 0, "documents": 0} for name in SPLITS}
     with open(paths["train"], "wb") as train, open(paths["val"], "wb") as val:
@@ -333,23 +342,29 @@ def _build(cfg: DatasetConfig, tok: Tokenizer, out_dir: Path) -> tuple[dict, _Co
 
 def _check_split_sizes(counts: dict, cfg: DatasetConfig) -> None:
     window = cfg.block_size + 1  # a window is block_size inputs plus the one target after them
+    (train, val), val_docs = (counts[s]["tokens"] for s in SPLITS), counts["val"]["documents"]
+    # A smaller block size shrinks neither split (val just needs fewer of the same moved groups).
+    most = min(train, val) - 1
+    lower = f", or lower --block-size to at most {most:,} (train with it too)" if most > 0 else ""
     for name in SPLITS:
         n = counts[name]["tokens"]
         if n < window:
+            hint = f"add more text to the corpus (it has {train + val:,} tokens){lower}"
+            # Moved groups never take val past half the tokens: only a large fraction did this.
+            if name == "train" and val > train and train + val >= 2 * window:
+                hint = (
+                    f"lower --val-fraction, e.g. to the default 0.05: at {cfg.val_fraction} val "
+                    f"took {val_docs:,} of the {val_docs + counts['train']['documents']:,} "
+                    f"documents ({val:,} of {train + val:,} tokens)"
+                )
             raise DataError(
                 f"the {name} split has only {n:,} tokens ({counts[name]['documents']:,} documents)"
                 f", fewer than one window of block_size+1 = {window:,}",
-                "add more text to the corpus, or lower --block-size"
-                + (", or raise --val-fraction" if name == "val" else ""),
+                hint,
             )
-    if counts["val"]["tokens"] < MIN_VAL_WINDOWS * window:
-        logger.warning(
-            "val holds only %s tokens, fewer than %d windows of %s: its loss will be noisy "
-            "(add text or raise --val-fraction)",
-            f"{counts['val']['tokens']:,}",
-            MIN_VAL_WINDOWS,
-            f"{window:,}",
-        )
+    if val < MIN_VAL_WINDOWS * window:
+        few = f"val holds only {val:,} tokens, fewer than {MIN_VAL_WINDOWS} windows of {window:,}"
+        logger.warning("%s: its loss will be noisy (add text or raise --val-fraction)", few)
 
 
 def _meta(cfg, tok, dtype, counts, corpus: _Corpus, split: _Split, sources) -> dict[str, Any]:
@@ -386,12 +401,9 @@ def _meta(cfg, tok, dtype, counts, corpus: _Corpus, split: _Split, sources) -> d
 def _report(meta: dict, corpus: _Corpus, split: _Split, seconds: float, out_dir: Path) -> None:
     docs = meta["documents"]
     logger.info(
-        "dropped %s exact duplicates; %s documents share long paragraphs and were kept together "
-        "(%s groups, largest %s documents)",
-        f"{docs['duplicates_dropped']:,}",
-        f"{docs['grouped_documents']:,}",
-        f"{docs['groups']:,}",
-        f"{docs['largest_group']:,}",
+        f"dropped {docs['duplicates_dropped']:,} exact duplicates; {docs['grouped_documents']:,} "
+        f"documents share long paragraphs and were kept together ({docs['groups']:,} groups, "
+        f"largest {docs['largest_group']:,} documents)"
     )
     if split.moved:
         logger.info("moved %d more groups to val so it holds a few windows", split.moved)

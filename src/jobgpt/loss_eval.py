@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from jobgpt.runtime import autocast_context
 
@@ -21,24 +22,39 @@ def evaluate_windows(
     val_bytes: int,
     batch_size: int,
     dtype: torch.dtype,
-) -> dict[str, float]:
-    """{split}_loss: mean loss per target token on each split's windows (summed in float64, so
-    many windows add up without rounding); val_ppl; val_bpb, with `val_bytes` the UTF-8 bytes
-    of the val targets."""
-    device = next(model.parameters()).device
+) -> tuple[dict[str, float], list[float]]:
+    """({split}_loss: mean loss per target token on each split's windows, in float64, and
+    {split}_se, its standard error over the windows; val_ppl; val_bpb, with `val_bytes` the
+    UTF-8 bytes of the val targets), and the loss of each val window: comparing two evals window
+    by window tells a real change from noise (`jobgpt.monitor.paired_noise`)."""
     model.eval()
     result = {}
     for split, (xs, ys) in eval_sets.items():
-        nats = torch.zeros((), dtype=torch.float64, device=device)
-        for i in range(0, len(xs), batch_size):
-            x = torch.from_numpy(xs[i : i + batch_size]).to(device)
-            y = torch.from_numpy(ys[i : i + batch_size]).to(device)
-            with autocast_context(device, dtype):
-                _, loss = model(x, y)
-            nats += loss.double() * y.numel()
-        result[f"{split}_loss"] = (nats / ys.size).item()
+        per_window = torch.cat(
+            [
+                window_losses(model, xs[i : i + batch_size], ys[i : i + batch_size], dtype)
+                for i in range(0, len(xs), batch_size)
+            ]
+        )
+        result[f"{split}_loss"] = per_window.mean().item()
+        spread = per_window.std().item() if len(per_window) > 1 else 0.0
+        result[f"{split}_se"] = spread / math.sqrt(len(per_window))
+        if split == "val":
+            val_windows = per_window.tolist()
     model.train()
     val_nats = result["val_loss"] * eval_sets["val"][1].size
     result["val_ppl"] = math.exp(min(result["val_loss"], 50.0))
     result["val_bpb"] = val_nats / (math.log(2) * max(val_bytes, 1))
-    return result
+    return result, val_windows
+
+
+def window_losses(
+    model: torch.nn.Module, xs: np.ndarray, ys: np.ndarray, dtype: torch.dtype
+) -> torch.Tensor:
+    """The mean loss of each window (B,), in float64, computed in `dtype` autocast."""
+    device = next(model.parameters()).device
+    x, y = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
+    with autocast_context(device, dtype):
+        logits, _ = model(x)
+    nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+    return nats.view(y.shape).double().mean(dim=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from jobgpt.files import atomic_open
 
 # A change smaller than this (in nats) is noise, not an improvement.
 MIN_DELTA = 1e-3
+# A val loss rise counts as overfitting only past this many standard errors of its noise (~95%).
+NOISE_Z = 2.0
 # Repeating data: a few epochs are nearly as good as fresh text, returns fade past ~16 and vanish
 # by ~40 (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models"). Past this many
 # epochs, expect the model to memorise rather than learn.
@@ -86,12 +89,17 @@ class Diagnosis:
     lr_factor: float = 1.0  # the suggested change of the learning rate (3: raise it 3x)
 
 
-def diagnose(history: Sequence[dict[str, Any]], patience: int, lr: float) -> Diagnosis | None:
+def diagnose(
+    history: Sequence[dict[str, Any]], patience: int, lr: float, early_stop: bool = False
+) -> Diagnosis | None:
     """Look at the eval history ({"step", "train_loss", "val_loss"} per eval) for trouble.
 
     Overfitting: no new best val loss for `patience` evals, val loss higher than `patience`
-    evals ago, while train loss is lower. Stalled: neither loss beat its earlier best for
-    `patience` evals. `lr` is the configured peak learning rate, for the suggested change.
+    evals ago by more than NOISE_Z times its noise (`val_noise`, where recorded: see
+    `paired_noise`), while train loss is lower. A smaller rise says nothing about text the model
+    has not seen. Stalled: neither loss beat its earlier best for
+    `patience` evals. `lr` is the configured peak learning rate, for the suggested change;
+    `early_stop`, whether the run already stops itself (then it is not suggested).
     """
     if patience < 1 or len(history) <= patience:
         return None
@@ -103,21 +111,34 @@ def diagnose(history: Sequence[dict[str, Any]], patience: int, lr: float) -> Dia
     best = min(range(len(val)), key=val.__getitem__)
     best_step, best_val = history[best]["step"], val[best]
     old_val, old_train = val[-1 - patience], train[-1 - patience]
-
-    if not val_improved and val[-1] > old_val + MIN_DELTA and train[-1] < old_train - MIN_DELTA:
+    noise = max(MIN_DELTA, NOISE_Z * (history[-1].get("val_noise") or 0.0))
+    rose = val[-1] > old_val + noise
+    if not val_improved and rose and train[-1] < old_train - MIN_DELTA:
+        fixes = "more data, fewer --max-steps, a higher --dropout" + (
+            "" if early_stop else ", or --early-stop"
+        )
         return Diagnosis(
             "overfitting",
             f"overfitting (과적합): over the last {patience} evals val loss rose "
-            f"{old_val:.4f} -> {val[-1]:.4f} while train loss fell {old_train:.4f} -> "
-            f"{train[-1]:.4f}. The model is memorising the training text instead of learning "
-            f"what carries over (훈련 문장을 외우는 중). best.pt keeps step {best_step} "
-            f"(val {best_val:.4f}). Fixes: more data, fewer --max-steps, a higher --dropout, "
-            "or --early-stop.",
+            f"{old_val:.4f} -> {val[-1]:.4f} (more than its noise, ±{noise:.4f}) while train "
+            f"loss fell {old_train:.4f} -> {train[-1]:.4f}. The model is memorising the "
+            f"training text instead of learning what carries over (훈련 문장을 외우는 중). "
+            f"best.pt keeps step {best_step} (val {best_val:.4f}). Fixes: {fixes}.",
             "use best.pt",
         )
     if not val_improved and not train_improved:
         return _stalled(train, patience, lr, best_step, best_val)
     return None
+
+
+def paired_noise(then: Sequence[float], now: Sequence[float]) -> float:
+    """The standard error of the change in mean val loss from `then` to `now` (the loss of
+    each val window at two evals). The val windows are the same at every eval, so the change is
+    measured on each of them: its spread over the windows says how much of it is chance."""
+    diffs = [b - a for a, b in zip(then, now, strict=True)]
+    if len(diffs) < 2:
+        return 0.0
+    return statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
 def _stalled(

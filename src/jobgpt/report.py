@@ -204,7 +204,7 @@ def run_summary(
         history,
         vocab_size=model.vocab_size,
         lr=cfg.lr,
-        diagnosis=monitor.diagnose(history, cfg.patience, cfg.lr),
+        diagnosis=monitor.diagnose(history, cfg.patience, cfg.lr, early_stop=cfg.early_stop),
         best_command=command("generate", "--checkpoint", Path(cfg.out_dir) / "best.pt"),
         more_steps_command=train_command(cfg, "--resume", *more),
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -95,6 +96,8 @@ class Trainer:
         self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
         self._saved_step = -1
         self._last_diagnosis: str | None = None
+        # per-window val losses of the last patience + 1 evals (see monitor.paired_noise)
+        self._recent_val_windows: deque[list[float]] = deque(maxlen=cfg.patience + 1)
         if resume_from is not None:
             self.load_state_dict(resume_from)
             self._saved_step = self.step
@@ -179,10 +182,13 @@ class Trainer:
         return loss
 
     def evaluate(self) -> dict[str, float]:
-        """Mean loss on the fixed train and val windows, val perplexity and bits per byte."""
-        return evaluate_windows(
+        """Mean loss on the fixed train and val windows, val perplexity and bits per byte. The
+        per-window val losses of the last evals are kept, to tell a rise from noise."""
+        result, val_windows = evaluate_windows(
             self.raw_model, self.eval_sets, self.val_bytes, self.cfg.batch_size, self.dtype
         )
+        self._recent_val_windows.append(val_windows)
+        return result
 
     # --- checkpoints ---
     def state_dict(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -297,10 +303,16 @@ class Trainer:
         record = {"kind": "eval", "step": self.step, **losses, "lr": lr_at(self.step - 1, self.cfg)}
         record.update(timing, tokens=self.tokens_seen)
         improved = all(record["val_loss"] < h["val_loss"] for h in self.history)
-        self.history.append({k: record[k] for k in ("step", "train_loss", "val_loss")})
+        entry = {k: record[k] for k in ("step", "train_loss", "val_loss")}
+        recent = self._recent_val_windows
+        if len(recent) == recent.maxlen:  # patience evals ago -> now
+            entry["val_noise"] = monitor.paired_noise(recent[0], recent[-1])
+        self.history.append(entry)
         # best.pt first: an interrupt between the two writes leaves ckpt.pt's history true.
         self.save(*(["best.pt"] if improved else []), "ckpt.pt")
-        diagnosis = monitor.diagnose(self.history, self.cfg.patience, self.cfg.lr)
+        diagnosis = monitor.diagnose(
+            self.history, self.cfg.patience, self.cfg.lr, early_stop=self.cfg.early_stop
+        )
         self._record(record)
         if self.dist.is_main:
             monitor.plot_losses(self.metrics.read(), self.out_dir / "loss.png")
