@@ -601,3 +601,15 @@ def test_cpu_out_of_memory_is_recognised_with_the_same_advice() -> None:
     err = oom_error(cfg, raised.value)
     assert err.message.startswith("out of memory on the CPU (RAM) with --batch-size 8")
     assert "--batch-size 4 --grad-accum 2" in err.hint and "--block-size (now 128)" in err.hint
+
+
+def test_out_of_memory_with_a_huge_batch_suggests_one_that_fits() -> None:
+    """QA: --batch-size 100000 was told to halve it (still ~100x too big)."""
+    from jobgpt.report import oom_text, window_bytes
+
+    cfg = make_config(TrainConfig, {"batch_size": 100_000})
+    free = 8 * 10**9
+    message, hint = oom_text(cfg, "CUDA out of memory", gpu=True, free_bytes=free)
+    fits = int(free * 0.6 // window_bytes(cfg))
+    assert 1 <= fits < 100 and hint.startswith(f"use --batch-size {fits}:")
+    assert "100,000 windows per step is far more than it needs" in hint

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny
+from conftest import ONE_THREAD, tiny
 
 from jobgpt import config
 from jobgpt.checkpoint import REPLACED_DIR, load_checkpoint, set_aside_previous_run
@@ -141,3 +144,28 @@ def test_resuming_onto_other_bins_restarts_the_val_history(
     assert trainer.history == [] and trainer.step == 4
     same = Trainer(tiny(data_dir, tmp_path / "run", max_steps=8, resume=True))
     assert len(same.history) == 1  # the same bins: the history goes on
+
+
+def test_kill_9_at_random_moments_never_breaks_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    """Saving every step, killed with -9 at random moments (often mid-save): ckpt.pt and
+    best.pt always load, the next start sweeps the temp files, and the run resumes."""
+    rng = random.Random(7)
+    flags = train_flags(data_dir, tmp_path, "--max-steps", "100000", "--eval-interval", "1")
+    for _ in range(3):
+        resume = ["--resume"] if (tmp_path / "ckpt.pt").exists() else []
+        before = metric_lines(tmp_path)
+        proc = subprocess.Popen([sys.executable, "-m", "jobgpt", *flags, *resume], env=ONE_THREAD,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while metric_lines(tmp_path) < before + 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
+        proc.kill()
+        proc.wait()
+        for name in ("ckpt.pt", "best.pt"):
+            assert load_checkpoint(tmp_path / name)["step"] >= 1
+    step = load_checkpoint(tmp_path / "ckpt.pt")["step"]
+    more = ["--resume", "--max-steps", str(step + 2)]
+    assert main(train_flags(data_dir, tmp_path, "--eval-interval", "1", *more)) == 0
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == step + 2
+    assert list(tmp_path.glob(".*.tmp")) == []  # swept at the start, none left at the end

@@ -30,7 +30,7 @@ from jobgpt.demo_postings import (
     questions,
 )
 from jobgpt.errors import ConfigError
-from jobgpt.files import atomic_open
+from jobgpt.files import atomic_open, sweep_temp_files
 from jobgpt.postings import render_posting
 from jobgpt.qa import BLOCK_SEPARATOR, format_qa_document
 
@@ -150,7 +150,10 @@ def generate_demo_corpus(n: int, seed: int) -> Iterator[str]:
 
 
 def write_demo_corpus(path: str | os.PathLike[str], n: int, seed: int) -> Path:
-    """Write ``n`` examples to ``path`` atomically (a crash never leaves half a corpus)."""
+    """Write ``n`` examples to ``path`` atomically (a crash never leaves half a corpus), after
+    sweeping the temp files that killed writers left beside it."""
+    if Path(path).parent.is_dir():
+        sweep_temp_files(Path(path).parent)
     with atomic_open(path, "w") as f:
         for text in generate_demo_corpus(n, seed):
             f.write(text + BLOCK_SEPARATOR)

@@ -235,13 +235,25 @@ def final_line(summary: dict[str, Any], out_dir: str | Path, finished_before: bo
     )
 
 
-def oom_text(cfg: TrainConfig, error: str, gpu: bool) -> tuple[str, str]:
+# More micro-batches per step than this and a run crawls: suggest a smaller batch instead.
+MAX_ACCUM = 64
+
+
+def oom_text(
+    cfg: TrainConfig, error: str, gpu: bool, free_bytes: int | None = None
+) -> tuple[str, str]:
     """(message, hint) for running out of memory with `error` as the allocator said it; `gpu`:
-    whether a CUDA GPU is there. The fix: the same effective batch in smaller pieces
-    (batch_size / k with grad_accum * k), or a shorter context (attention memory grows with its
-    square)."""
+    whether a CUDA GPU is there; `free_bytes`: the memory the device has (None: unknown).
+
+    The fix keeps the effective batch (batch_size / k with grad_accum * k) at a micro-batch that
+    the estimated activation memory says fits; where that would take more than MAX_ACCUM
+    micro-batches per step, the batch itself is too big for this model, and the hint says so.
+    """
     b, a = cfg.batch_size, cfg.grad_accum
-    smaller = max(d for d in range(1, b // 2 + 1) if b % d == 0) if b > 1 else 1
+    fits = b // 2
+    if free_bytes:
+        fits = min(fits, int(free_bytes * 0.6 // window_bytes(cfg)))
+    smaller = max([d for d in range(1, max(fits, 1) + 1) if b % d == 0] or [1])
     if "cpuallocator" in error.lower() or cfg.device == "cpu":
         where = "the CPU (RAM)"
     elif "cuda" in str(cfg.device) or gpu:
@@ -249,10 +261,17 @@ def oom_text(cfg: TrainConfig, error: str, gpu: bool) -> tuple[str, str]:
     else:
         where = "the device"
     block = f"a shorter --block-size (now {cfg.model.block_size})"
-    if smaller == b:
+    if b == 1:
         hint = (
             f"already at --batch-size 1: use {block} or a smaller model (--n-embd, --n-layer),"
             " or --dtype bfloat16"
+        )
+    elif a * b // smaller > MAX_ACCUM:
+        fit = max(fits, 1)
+        hint = (
+            f"use --batch-size {fit}: about that many windows of {cfg.model.block_size} tokens "
+            f"fit in memory for this model, and a batch of {a * b:,} windows per step is far "
+            f"more than it needs (the reference run uses {TrainConfig().batch_size}); or {block}"
         )
     else:
         hint = (
@@ -265,6 +284,14 @@ def oom_text(cfg: TrainConfig, error: str, gpu: bool) -> tuple[str, str]:
         f"({error.splitlines()[0][:120]})"
     )
     return message, hint
+
+
+def window_bytes(cfg: TrainConfig) -> int:
+    """A rough upper estimate of the training memory one window takes, in float32: the logits,
+    their softmax and gradient (3 x block x vocab), and ~16 activations of the width per layer
+    and token kept for the backward pass."""
+    m = cfg.model
+    return 4 * m.block_size * (3 * m.vocab_size + 16 * m.n_layer * m.n_embd)
 
 
 def split_changed_text(

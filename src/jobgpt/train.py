@@ -85,5 +85,21 @@ def _settle(out_dir: Path) -> None:
 
 
 def oom_error(cfg: TrainConfig, err: BaseException) -> JobGPTError:
-    """Out of memory, with the same effective batch in smaller pieces as the fix."""
-    return JobGPTError(*report.oom_text(cfg, str(err), gpu=torch.cuda.is_available()))
+    """Out of memory, with a batch that fits (the same effective batch in smaller pieces where
+    that is sensible) as the fix."""
+    gpu = torch.cuda.is_available()
+    text = report.oom_text(cfg, str(err), gpu=gpu, free_bytes=free_memory(cfg.device, gpu))
+    return JobGPTError(*text)
+
+
+def free_memory(device: str, gpu: bool) -> int | None:
+    """Bytes of memory the training device has: the GPU's total, else the machine's available
+    RAM (Linux); None where it cannot be told."""
+    if gpu and device != "cpu":
+        return torch.cuda.mem_get_info()[1]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
