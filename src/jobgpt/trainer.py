@@ -19,6 +19,7 @@ the optimizer and its schedule `jobgpt.optim`'s.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections import deque
@@ -351,7 +352,11 @@ class Trainer:
         )
 
     def close(self) -> None:
-        """Leave the torchrun job (if we joined one)."""
+        """Leave the torchrun job (if we joined one). The DDP wrapper goes first: its reducer
+        holds gloo work that must not outlive the process group (at exit, a gloo thread still
+        tied to it aborted the process now and then on a busy machine)."""
+        self.model = self.raw_model
+        gc.collect()
         self.dist.leave()
 
 
