@@ -3,6 +3,7 @@ their own name."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,15 @@ def test_a_reference_script_names_itself_in_usage_and_errors() -> None:
         "error: argument --lr: invalid float value: 'fast'\n"
         "  fix: see `uv run python scripts/train_gpt.py --help` for every flag\n"
     )
+
+
+def test_main_gives_back_the_callers_sigterm_handler(capsys) -> None:
+    def mine(signum, frame) -> None:  # a program that embeds jobgpt has its own
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(["generate", "--temperature", "-1"]) == 1
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

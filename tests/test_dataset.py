@@ -15,9 +15,10 @@ import pytest
 
 from jobgpt.bins import TokenBins, load_meta, token_dtype
 from jobgpt.config import DatasetConfig, make_config
-from jobgpt.dataset import Groups, run
+from jobgpt.dataset import run
 from jobgpt.errors import DataError
 from jobgpt.qa import EOT
+from jobgpt.splits import Groups
 from jobgpt.tokenizer import save_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -366,7 +367,7 @@ def test_groups_root_is_the_smallest_key_in_any_order():
 @pytest.mark.slow
 def test_real_postings_keep_shared_paragraphs_on_one_side(tmp_path):
     from jobgpt.corpus import iter_documents
-    from jobgpt.dataset import paragraph_fingerprints
+    from jobgpt.splits import paragraph_fingerprints
 
     path = SHARED_DATA / "wanted" / "postings.jsonl"
     if not path.is_file():

@@ -203,9 +203,9 @@ def test_the_lock_of_a_killed_run_is_free_at_once(tmp_path: Path) -> None:
 def test_temp_files_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    left = tmp_path / f".train.bin.{dead}.tmp"
-    mine = tmp_path / f".ckpt.pt.{os.getpid()}.tmp"
-    other = tmp_path / "notes.1234.tmp"  # not a temp name of ours
+    left = tmp_path / f".train.bin.jobgpt-{dead}.tmp"
+    mine = tmp_path / f".ckpt.pt.jobgpt-{os.getpid()}.tmp"
+    other = tmp_path / f".notes.{dead}.tmp"  # another program's: not ours to remove
     for path in (left, mine, other):
         path.write_bytes(b"x")
     assert sweep_temp_files(tmp_path) == [left]
@@ -267,3 +267,25 @@ def test_sigterm_in_the_dataset_stage_exits_143_and_leaves_no_temp_files(tmp_pat
     assert proc.wait(timeout=60) == 143
     assert "Traceback" not in proc.stderr.read().decode()
     assert list(out.glob(".*")) == []  # neither temp files nor the lock
+
+
+def test_other_stages_never_sweep_the_bins_of_an_unfinished_swap(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A rebuild interrupted mid-swap leaves staged bins for the next read to move in; the
+    tokenizer stage sweeping the same folder must not take them."""
+    out = tmp_path / "bins"
+    assert main(["dataset", *bins_flags(tmp_path, out)]) == 0
+    real_replace = os.replace
+
+    def interrupted_replace(src, dst):
+        if Path(dst).name == "val.bin":
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    main(["dataset", *bins_flags(tmp_path, out), "--seed", "5", "--overwrite"])
+    monkeypatch.setattr(os, "replace", real_replace)
+    tok = ["tokenizer", "--input", str(tmp_path / "c.txt"), "--out", str(out / "tokenizer.json")]
+    assert main(tok) == 0  # sweeps temp files in bins/
+    assert TokenBins(out).meta["seed"] == 5  # the new build, whole

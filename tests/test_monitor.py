@@ -289,3 +289,17 @@ def test_loss_plot_is_a_png_written_atomically(tmp_path: Path) -> None:
     plot_losses(recs, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]  # no temp file left behind
+
+
+def test_a_line_cut_short_in_metrics_jsonl_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "step", "step": 1, "loss": 3.0}\n{"kind": "eval", "st')  # disk full
+    assert MetricsLog(path).read() == [{"kind": "step", "step": 1, "loss": 3.0}]
+
+
+def test_the_verdict_does_not_call_noise_overfitting() -> None:
+    history = curve([4.0, 3.9, 3.8], [4.10, 4.00, 4.004])
+    history[-1]["val_noise"] = 0.01  # the last val is 0.004 above its best: within 2 x 0.01
+    assert "overfit" not in summarize(history)
+    history[-1]["val_noise"] = 0.0001
+    assert "overfit after step 200" in summarize(history)

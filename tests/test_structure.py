@@ -34,6 +34,7 @@ LAYERS = [
     # tokens
     "tokenizer",
     "bins",
+    "splits",
     "dataset",
     # the model and where it runs
     "model",
@@ -52,6 +53,12 @@ LAYERS = [
     "streaming",
     "generator",
     "generate",
+    # measuring and exporting a model
+    "eval_text",
+    "eval_qa",
+    "eval_gen",
+    "evaluate",
+    "export",
     # the command line
     "stages",
     "demo",

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ONE_THREAD, tiny
 
 from jobgpt import config
 from jobgpt.checkpoint import REPLACED_DIR, load_checkpoint, set_aside_previous_run
 from jobgpt.cli import main
+from jobgpt.errors import CheckpointError
 from jobgpt.files import exclusive
 from jobgpt.stages import run_stage
 from jobgpt.train import run
@@ -169,3 +171,34 @@ def test_kill_9_at_random_moments_never_breaks_a_checkpoint(data_dir: Path, tmp_
     assert main(train_flags(data_dir, tmp_path, "--eval-interval", "1", *more)) == 0
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == step + 2
     assert list(tmp_path.glob(".*.tmp")) == []  # swept at the start, none left at the end
+
+
+def test_resume_right_after_a_killed_overwrite_finds_the_old_run(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=4))
+    set_aside_previous_run(tmp_path)  # the replacing run was killed before its first save
+    flags = ["--block-size", "32", "--n-layer", "1", "--n-embd", "32", "--dropout", "0.1"]
+    code = main([*train_flags(data_dir, tmp_path, "--resume", "--max-steps", "6"), *flags])
+    assert code == 0 and load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
+
+
+def test_putting_the_old_run_back_drops_what_the_new_one_wrote(tmp_path: Path) -> None:
+    (tmp_path / "ckpt.pt").write_bytes(b"old run, stopped before its first eval: no best.pt")
+    assert set_aside_previous_run(tmp_path)
+    (tmp_path / "best.pt").write_bytes(b"the new run's, written just before it was killed")
+    from jobgpt.checkpoint import settle_previous_run
+
+    assert "previous run is back" in settle_previous_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+
+def test_a_checkpoint_without_training_state_is_not_resumed_with_a_traceback(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    run(tiny(data_dir, tmp_path, max_steps=2))
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    del ckpt["optimizer"], ckpt["sampler"]
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    with pytest.raises(CheckpointError, match="cannot be resumed: it lacks optimizer, sampler"):
+        Trainer(tiny(data_dir, tmp_path, max_steps=4, resume=True))

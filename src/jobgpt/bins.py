@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from jobgpt.commands import command
 from jobgpt.config import DATA_DIR, DatasetConfig
 from jobgpt.errors import DataError
-from jobgpt.files import atomic_write_text
+from jobgpt.files import atomic_write_text, exclusive
 from jobgpt.tokenizer import load_tokenizer, mismatch
 
 FORMAT_VERSION = 1
@@ -46,7 +46,10 @@ def build_hint(data_dir: str | Path, again: bool = False, meta: dict | None = No
     inputs are a placeholder to fill in, unless `data_dir` is the reference pipeline's default.
     """
     meta = meta if isinstance(meta, dict) else {}
-    inputs = meta.get("input") or [s.get("path") for s in meta.get("sources") or []]
+    inputs = meta.get("input") or [
+        s.get("path") for s in meta.get("sources") or [] if isinstance(s, dict)
+    ]
+    inputs = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs if i]
     flags: list[object] = []
     if inputs and len(inputs) <= MAX_HINT_INPUTS:
         flags += ["--input", *inputs]
@@ -71,14 +74,8 @@ def build_hint(data_dir: str | Path, again: bool = False, meta: dict | None = No
 def load_meta(data_dir: str | Path) -> dict[str, Any]:
     """meta.json of a dataset directory, checked for every field the reader relies on."""
     path = Path(data_dir) / META_FILE
-    try:
-        finish_publish(data_dir)
-    except (OSError, ValueError, KeyError) as err:
-        raise DataError(
-            f"the last build of the bins in {data_dir} was interrupted and cannot be completed "
-            f"({err})",
-            build_hint(data_dir, again=True),
-        ) from None
+    if (Path(data_dir) / PENDING_FILE).is_file():
+        _finish_interrupted_build(Path(data_dir))
     if not path.is_file():
         raise DataError(
             f"no token bins in {data_dir} ({META_FILE} is missing)", build_hint(data_dir)
@@ -96,6 +93,24 @@ def load_meta(data_dir: str | Path) -> dict[str, Any]:
         hint = build_hint(data_dir, again=True, meta=meta if isinstance(meta, dict) else None)
         raise DataError(f"{path} {problem}: it was edited or damaged", hint)
     return meta
+
+
+def _finish_interrupted_build(data_dir: Path) -> None:
+    """A reader met a swap of bins in progress: complete it if no build is running (the lock
+    is free), else say which one is (`OutputBusy`)."""
+    try:
+        with exclusive(data_dir, "--out-dir", is_dir=True):
+            finish_publish(data_dir)
+    except (OSError, ValueError, KeyError) as err:
+        try:
+            meta = json.loads((data_dir / PENDING_FILE).read_text(encoding="utf-8"))["meta"]
+        except (OSError, ValueError, KeyError, TypeError):
+            meta = None
+        raise DataError(
+            f"the last build of the bins in {data_dir} was interrupted and cannot be completed "
+            f"({err})",
+            build_hint(data_dir, again=True, meta=meta),
+        ) from None
 
 
 def _meta_problem(meta: Any) -> str | None:
@@ -147,17 +162,22 @@ def publish(data_dir: str | Path, meta: dict[str, Any], staged: dict[str, Path])
 
 
 def finish_publish(data_dir: str | Path) -> None:
-    """Complete a `publish` that an interrupt cut short; nothing to do when none is pending."""
+    """Complete a `publish` that an interrupt cut short; nothing to do when none is pending.
+    The caller holds the folder's lock (the dataset stage), or this is a reader's `load_meta`."""
     data_dir = Path(data_dir)
     pending = data_dir / PENDING_FILE
     if not pending.is_file():
         return
     journal = json.loads(pending.read_text(encoding="utf-8"))
+    meta = journal["meta"]
     for final, staged in journal["staged"].items():
         if (data_dir / staged).exists():  # not moved yet
             os.replace(data_dir / staged, data_dir / final)
-    meta = json.dumps(journal["meta"], indent=2, ensure_ascii=False)
-    atomic_write_text(data_dir / META_FILE, meta)
+    for name in SPLITS:  # never a meta.json that promises other bins than are there
+        expected = int(meta["splits"][name]["tokens"]) * np.dtype(meta["dtype"]).itemsize
+        if (data_dir / BIN_FILES[name]).stat().st_size != expected:
+            raise ValueError(f"{BIN_FILES[name]} is not the size the pending build recorded")
+    atomic_write_text(data_dir / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False))
     pending.unlink()
 
 

@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 from jobgpt.commands import command
 from jobgpt.config import ModelConfig, TrainConfig, deep_merge, make_config
 from jobgpt.errors import CheckpointError, ConfigError
-from jobgpt.files import atomic_open
+from jobgpt.files import atomic_open, exclusive
 from jobgpt.model import GPT
 from jobgpt.runtime import resolve_device
 from jobgpt.tokenizer import fingerprint_mismatch, mismatch
@@ -53,6 +53,9 @@ INVOCATION_FIELDS = frozenset(
         "max_minutes",
     }
 )
+# What an exact resume reads from a checkpoint (the trainer writes all of them).
+RESUME_KEYS = ("train_config", "model_config", "model", "optimizer", "step", "tokens_seen",
+               "elapsed_s", "rng", "sampler", "monitor")  # fmt: skip
 ARCHITECTURE_FIELDS = frozenset({"block_size", "n_layer", "n_head", "n_embd", "bias"})
 
 
@@ -61,10 +64,11 @@ def _damaged_hint(path: Path) -> str:
     other = path.with_name("best.pt" if path.name != "best.pt" else "ckpt.pt")
     if not other.is_file():
         return "the file is damaged or not a jobgpt checkpoint; train again (--overwrite)"
-    return (
-        f"the file is damaged or not a jobgpt checkpoint; {other} may be intact: generate with "
-        f"--checkpoint {other}, or copy it to {path} to --resume from it"
-    )
+    hint = f"the file is damaged or not a jobgpt checkpoint; {other} may be intact: generate with "
+    hint += f"--checkpoint {other}"
+    if path.name == "ckpt.pt":  # --resume reads ckpt.pt: best.pt can stand in for it
+        hint += f", or copy it to {path} to --resume from it"
+    return hint
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
@@ -269,7 +273,15 @@ def find_resume_checkpoint(cfg: TrainConfig) -> dict[str, Any] | None:
                 f"--resume given, but {latest} does not exist",
                 "drop --resume to start a new run, or point --out-dir at the run to continue",
             )
-        return load_checkpoint(latest)
+        ckpt = load_checkpoint(latest)
+        missing = [key for key in RESUME_KEYS if key not in ckpt]
+        if missing:
+            raise CheckpointError(
+                f"{latest} cannot be resumed: it lacks {', '.join(missing)} (it holds a model, "
+                "not a whole training run)",
+                f"generate with it (--checkpoint {latest}), or start a new run with --overwrite",
+            )
+        return ckpt
     existing = [p.name for p in (latest, out / "best.pt") if p.is_file()]
     if existing and not cfg.overwrite:
         raise CheckpointError(
@@ -309,6 +321,9 @@ def settle_previous_run(out_dir: Path) -> str | None:
     if (out_dir / "ckpt.pt").is_file():
         shutil.rmtree(aside)
         return f"removed the run that --overwrite replaced (its files were in {aside})"
+    for name in RUN_FILES:  # what the replacing run wrote (best.pt before any ckpt.pt) goes
+        if not (aside / name).exists():
+            (out_dir / name).unlink(missing_ok=True)
     for path in aside.iterdir():
         os.replace(path, out_dir / path.name)
     aside.rmdir()
@@ -327,6 +342,9 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
     if not values.get("resume"):
         return make_config(TrainConfig, values)
     out_dir = values.get("out_dir", TrainConfig().out_dir)
+    if (Path(out_dir) / REPLACED_DIR).is_dir():  # a replacing run was killed: settle it first
+        with exclusive(out_dir, "--out-dir", is_dir=True):
+            settle_previous_run(Path(out_dir))
     ckpt = find_resume_checkpoint(make_config(TrainConfig, {**values, "out_dir": out_dir}))
     known = {f.name for f in fields(TrainConfig)} - INVOCATION_FIELDS
     # Checkpoints written before a field existed lack it: make_config fills in the preset's.

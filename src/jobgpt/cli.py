@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None, as_script: bool = False) -> int:
     values = nest({k: v for k, v in vars(args).items() if k != "stage"})
     log = _log_to_stderr()
     # SIGTERM (kill, a job runner's stop) becomes an exception, so clean-up code runs and the
-    # exit status says the run was stopped; training handles it itself to save first.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    # exit status says the run was stopped; training handles it itself to save first. The old
+    # handler comes back afterwards: a program that calls main() keeps its own.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
     try:
         # Log lines go through tqdm.write, so they never garble an active progress bar.
         with logging_redirect_tqdm(loggers=[log]):
@@ -139,7 +140,10 @@ def main(argv: list[str] | None = None, as_script: bool = False) -> int:
         return 130
     except SystemExit as stop:  # SIGTERM: clean-up ran (training saved first)
         print("stopped.", file=sys.stderr)
-        return int(stop.code or 0)
+        return stop.code if isinstance(stop.code, int) else 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -114,20 +114,24 @@ def read_documents(paths: Sequence[Path]) -> Iterator[Document]:
 
 def _bounded(doc: Document, stats: _FileStats) -> Iterator[Document]:
     """``doc``, or its pieces of at most MAX_DOCUMENT_CHARS, cut at a line break (else a space)
-    in the second half of the limit, so that a piece holds whole lines where it can."""
+    in the second half of the limit, so that a piece holds whole lines where it can. Cut by
+    index: the rest of a long text is never copied again for each piece."""
     text, limit = doc.text, MAX_DOCUMENT_CHARS
     if len(text) <= limit:
         yield doc
         return
     stats.cut_documents += 1
-    while len(text) > limit:
-        cut = text.rfind("\n", limit // 2, limit)
-        cut = cut if cut > 0 else text.rfind(" ", limit // 2, limit)
-        cut = cut if cut > 0 else limit
-        yield Document(text[:cut].rstrip(), doc.source)
-        text = text[cut:].lstrip()
-    if text:
-        yield Document(text, doc.source)
+    start = 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = text.rfind("\n", start + limit // 2, end)
+        cut = cut if cut > start else text.rfind(" ", start + limit // 2, end)
+        cut = cut if cut > start else end
+        if piece := text[start:cut].strip():
+            yield Document(piece, doc.source)
+        start = cut
+    if piece := text[start:].strip():
+        yield Document(piece, doc.source)
 
 
 def _read_file(path: Path, stats: _FileStats) -> Iterator[Document]:

@@ -22,7 +22,6 @@ How documents reach a split, in one streaming pass plus a cheap copy:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -58,64 +57,13 @@ from jobgpt.files import (
 )
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT
+from jobgpt.splits import Groups, fingerprint, paragraph_fingerprints, split_score
 from jobgpt.tokenizer import load_tokenizer, special_id, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
 
 MIN_VAL_WINDOWS = 4  # val should hold at least this many block_size windows
 BATCH_BYTES = 1 << 20  # documents are encoded in batches of about this much text
-
-
-# --- fingerprints and groups ----------------------------------------------------------------------
-
-
-def fingerprint(data: bytes) -> int:
-    """A 64-bit content hash (blake2b), stable across runs and machines (unlike ``hash()``)."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
-def paragraph_fingerprints(text: str, min_chars: int) -> list[int]:
-    """Fingerprints of the blank-line-separated paragraphs of at least ``min_chars`` characters."""
-    if min_chars <= 0:
-        return []
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    return [
-        fingerprint(p.strip().encode("utf-8")) for p in text.split("\n\n") if len(p) >= min_chars
-    ]
-
-
-class Groups:
-    """Union-find over 64-bit keys. A set's root is its smallest key, whatever the union order."""
-
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, key: int) -> int:
-        root = key
-        while (up := self.parent.get(root, root)) != root:
-            root = up
-        while key != root:  # path compression keeps later finds short
-            self.parent[key], key = root, self.parent[key]
-        return root
-
-    def link(self, keys: list[int]) -> None:
-        """Put all ``keys`` in one set."""
-        if not keys:
-            return
-        root = self.find(keys[0])
-        for key in keys[1:]:
-            other = self.find(key)
-            if other != root:
-                root, child = min(root, other), max(root, other)
-                self.parent[child] = root
-        self.parent.setdefault(root, root)
-
-
-def split_score(group: int, seed: int) -> float:
-    """A group's seeded position in [0, 1): groups below val_fraction go to val."""
-    data = seed.to_bytes(8, "little", signed=True) + group.to_bytes(8, "little")
-    return fingerprint(data) / 2.0**64
 
 
 # --- pass 1: read, deduplicate, group, encode to a spool ------------------------------------------
@@ -303,8 +251,10 @@ def run(cfg: DatasetConfig) -> dict[str, Any]:
     ensure_default_corpus(cfg.input)
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir, "--out-dir", is_dir=True):
-        finish_publish(out_dir)  # an interrupted build's swap first: its files look temporary
+        finish_publish(out_dir)  # an interrupted build's swap first, then its leftovers
         sweep_temp_files(out_dir)
+        for leftover in out_dir.glob(".*.staged"):  # a build killed before its swap began
+            leftover.unlink()
         start = time.perf_counter()
         meta, corpus, split = _build(cfg, tok, out_dir)
     _report(meta, corpus, split, time.perf_counter() - start, out_dir)
@@ -319,7 +269,8 @@ def _build(cfg: DatasetConfig, tok: Tokenizer, out_dir: Path) -> tuple[dict, _Co
     dtype = token_dtype(tok.get_vocab_size())
     paths = resolve_inputs(cfg.input)
     sources = [{"path": str(p), "bytes": p.stat().st_size} for p in paths]
-    staged = {name: temp_path(out_dir / BIN_FILES[name]) for name in SPLITS}
+    # Not `temp_path` names: the sweep of temp files must never take bins a pending swap needs.
+    staged = {name: out_dir / f".{BIN_FILES[name]}.staged" for name in SPLITS}
     spool = temp_path(out_dir / "spool.bin")
     try:
         texts = (doc.text for doc in read_documents(paths))
@@ -329,7 +280,10 @@ def _build(cfg: DatasetConfig, tok: Tokenizer, out_dir: Path) -> tuple[dict, _Co
         _check_split_sizes(counts, cfg)
         meta = _meta(cfg, tok, dtype, counts, corpus, split, sources)
         publish(out_dir, meta, staged)
-    except OSError as err:  # a full disk: say which folder, not just "short write"
+    except OSError as err:
+        if err.filename and Path(err.filename).parent != out_dir:
+            raise  # reading an input: the CLI names that file
+        # writing: name the folder (numpy's short write on a full disk names no file)
         raise os_error(err, doing=f"writing the token bins in {out_dir}") from None
     finally:
         # Staged bins that a pending swap names are the new dataset: the next read completes it.

@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def temp_path(path: Path) -> Path:
-    """A hidden, process-specific temp name beside ``path`` (same filesystem: rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A hidden, process-specific temp name beside ``path`` (same filesystem: rename is atomic).
+    The "jobgpt-" mark lets `sweep_temp_files` tell our leftovers from other programs'."""
+    return path.with_name(f".{path.name}.jobgpt-{os.getpid()}.tmp")
 
 
 @contextmanager
@@ -181,8 +182,8 @@ def _lock(lock: Path, target: Path, what: str) -> IO:
         f.close()
 
 
-# `temp_path` names: ".<name>.<pid>.tmp"
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+# `temp_path` names: ".<name>.jobgpt-<pid>.tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.jobgpt-(?P<pid>\d+)\.tmp$")
 
 
 def sweep_temp_files(folder: str | Path) -> list[Path]:

@@ -119,6 +119,10 @@ def read_doc(path_str: str) -> str:
     end (a posting's header and how to apply), so a 50 MB file costs no more than 1 MB.
     """
     path = Path(path_str)
+    if path.is_dir():
+        raise InputError(
+            f"doc file {path} is a directory", "pass one posting saved as .txt or .json"
+        )
     if not path.is_file():
         raise InputError(f"doc file {path} does not exist", "pass a posting saved as .txt or .json")
     size = path.stat().st_size

@@ -111,7 +111,7 @@ def diagnose(
     best = min(range(len(val)), key=val.__getitem__)
     best_step, best_val = history[best]["step"], val[best]
     old_val, old_train = val[-1 - patience], train[-1 - patience]
-    noise = max(MIN_DELTA, NOISE_Z * (history[-1].get("val_noise") or 0.0))
+    noise = noise_of(history[-1])
     rose = val[-1] > old_val + noise
     if not val_improved and rose and train[-1] < old_train - MIN_DELTA:
         fixes = "more data, fewer --max-steps, a higher --dropout" + (
@@ -129,6 +129,12 @@ def diagnose(
     if not val_improved and not train_improved:
         return _stalled(train, patience, lr, best_step, best_val)
     return None
+
+
+def noise_of(entry: dict[str, Any]) -> float:
+    """How far a val loss must move to count, at this eval: NOISE_Z standard errors of its
+    recorded noise (`paired_noise`), and never less than MIN_DELTA."""
+    return max(MIN_DELTA, NOISE_Z * (entry.get("val_noise") or 0.0))
 
 
 def paired_noise(then: Sequence[float], now: Sequence[float]) -> float:
@@ -210,7 +216,7 @@ def summarize(
             + ("; training stalled" if stalled else "")
             + f" — {fix} and/or train more steps{more}"
         )
-    elif last["val_loss"] > best["val_loss"] + MIN_DELTA and last["step"] > best["step"]:
+    elif last["val_loss"] > best["val_loss"] + noise_of(last) and last["step"] > best["step"]:
         use = f": `{best_command}`" if best_command else ""
         meaning = (
             f"val loss is {last['val_loss'] - best['val_loss']:.3f} above its best: the model "
@@ -225,7 +231,8 @@ def summarize(
         )
     else:
         meaning = (
-            "train and val agree and val is at its best: the model is still learning "
+            "train and val agree and val is at (or within noise of) its best: the model is still "
+            "learning "
             f"(아직 학습 중) — more steps (or a larger model) should help{more}"
         )
     return (
@@ -368,8 +375,14 @@ class MetricsLog:
     def read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
-        with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        records = []
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short (disk full, kill -9): skip it
+                    continue
+        return [r for r in records if isinstance(r, dict) and "step" in r]
 
 
 def plot_losses(records: Sequence[dict[str, Any]], path: str | Path) -> None:

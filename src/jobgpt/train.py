@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ def _train(cfg: TrainConfig) -> tuple[dict[str, Any], Trainer]:
     except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
         if not is_out_of_memory(err):
             raise
-        raise oom_error(trainer.cfg if trainer else cfg, err) from None
+        # the trainer's model config carries the real vocabulary (the flags' is a default)
+        used = replace(trainer.cfg, model=trainer.model_config) if trainer else cfg
+        raise oom_error(used, err) from None
     finally:
         if trainer is not None:
             trainer.close()
@@ -88,15 +91,17 @@ def oom_error(cfg: TrainConfig, err: BaseException) -> JobGPTError:
     """Out of memory, with a batch that fits (the same effective batch in smaller pieces where
     that is sensible) as the fix."""
     gpu = torch.cuda.is_available()
-    text = report.oom_text(cfg, str(err), gpu=gpu, free_bytes=free_memory(cfg.device, gpu))
+    text = report.oom_text(cfg, str(err), gpu=gpu, free_bytes=device_memory(cfg.device, gpu))
     return JobGPTError(*text)
 
 
-def free_memory(device: str, gpu: bool) -> int | None:
-    """Bytes of memory the training device has: the GPU's total, else the machine's available
-    RAM (Linux); None where it cannot be told."""
-    if gpu and device != "cpu":
-        return torch.cuda.mem_get_info()[1]
+def device_memory(device: str, gpu: bool) -> int | None:
+    """Bytes of memory training can use on `device`: a GPU's total (at the moment of the error
+    its free memory says nothing), else the machine's available RAM (Linux); None where it
+    cannot be told."""
+    if gpu and device != "cpu" and device != "mps":
+        index = torch.device(device).index if device.startswith("cuda:") else None
+        return torch.cuda.mem_get_info(index)[1]
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             info = dict(line.split(":", 1) for line in f)

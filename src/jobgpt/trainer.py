@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import signal
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import asdict, replace
@@ -207,7 +208,10 @@ class Trainer:
             "sampler": self.sampler.bit_generator.state,
             "world_size": self.dist.world_size,
             "train_config": asdict(self.cfg),
-            "monitor": {"history": self.history},
+            "monitor": {
+                "history": self.history,
+                "recent_val_windows": list(self._recent_val_windows),
+            },
             **data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256),
             "versions": ckpt_io.library_versions(),
         }
@@ -223,6 +227,7 @@ class Trainer:
         self.tokens_seen = state["tokens_seen"]
         self.pace.elapsed_before = state["elapsed_s"]
         self.history = list(state["monitor"]["history"])
+        self._recent_val_windows.extend(state["monitor"].get("recent_val_windows", []))
         self.sampler.bit_generator.state = state["sampler"]
         rngs = state["rng"]
         ckpt_io.set_rng_state(rngs[self.dist.rank % len(rngs)], self.device)
@@ -280,6 +285,8 @@ class Trainer:
                 logger.info("%s", report.saved_text(cfg, self.step))
             elif self._saved_step != self.step:  # end of a session: a last eval is worth it
                 self._evaluate_and_save()
+        if requests.signum is not None:  # also when it came during the last eval or save
+            stopped = f"stopped by {signal.Signals(requests.signum).name}"
         self.pace.finish()
         return report.run_summary(cfg, self.history, self.step, self.model_config, stopped)
 
