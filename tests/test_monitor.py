@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from jobgpt.metrics import MetricsLog, Pace, plot_losses
 from jobgpt.monitor import (
-    MetricsLog,
-    Pace,
     diagnose,
     format_duration,
     format_record,
     paired_noise,
     plan_report,
-    plot_losses,
     summarize,
 )
 

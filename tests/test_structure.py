@@ -45,6 +45,7 @@ LAYERS = [
     "checkpoint",
     # training
     "monitor",
+    "metrics",
     "report",
     "trainer",
     "train",
@@ -60,8 +61,8 @@ LAYERS = [
     "evaluate",
     "export",
     # the command line
-    "stages",
     "demo",
+    "stages",
     "cli",
     "__main__",
 ]

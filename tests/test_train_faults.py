@@ -143,9 +143,9 @@ def test_resuming_onto_other_bins_restarts_the_val_history(
     with caplog.at_level("WARNING", logger="jobgpt"):
         trainer = Trainer(tiny(other, tmp_path / "run", max_steps=8, resume=True))
     assert "holds other bins than the checkpoint was trained on" in caplog.text
-    assert trainer.history == [] and trainer.step == 4
+    assert trainer.log.history == [] and trainer.step == 4
     same = Trainer(tiny(data_dir, tmp_path / "run", max_steps=8, resume=True))
-    assert len(same.history) == 1  # the same bins: the history goes on
+    assert len(same.log.history) == 1  # the same bins: the history goes on
 
 
 def test_kill_9_at_random_moments_never_breaks_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:

@@ -15,10 +15,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from jobgpt import dataset, generate, tokenizer, train
+from jobgpt.checkpoint import train_config
 from jobgpt.commands import command
-from jobgpt.config import DemoConfig
+from jobgpt.config import (
+    DatasetConfig,
+    DemoConfig,
+    DemoDataConfig,
+    GenerateConfig,
+    TokenizerConfig,
+    make_config,
+)
+from jobgpt.demo_corpus import run_demo_data
 from jobgpt.files import atomic_write_text
-from jobgpt.stages import run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -55,22 +64,18 @@ def _paths(out: Path) -> dict[str, Path]:
 def _data_stages(cfg: DemoConfig, p: dict[str, Path]) -> None:
     corpus = str(p["corpus"])
     if not _reuse(p["corpus"], "demo corpus"):
-        run_stage("demo-data", {"out": corpus, "n": cfg.n, "seed": cfg.seed})
+        run_demo_data(make_config(DemoDataConfig, {"out": corpus, "n": cfg.n, "seed": cfg.seed}))
     if not _reuse(p["tokenizer"], "tokenizer"):
-        run_stage(
-            "tokenizer",
-            {"input": [corpus], "vocab_size": cfg.vocab_size, "out": str(p["tokenizer"])},
-        )
+        values = {"input": [corpus], "vocab_size": cfg.vocab_size, "out": str(p["tokenizer"])}
+        tokenizer.run(make_config(TokenizerConfig, values))
     if not _reuse(p["meta"], "token bins"):
-        run_stage(
-            "dataset",
-            {
-                "input": [corpus],
-                "tokenizer": str(p["tokenizer"]),
-                "out_dir": str(p["data_dir"]),
-                "seed": cfg.seed,
-            },
-        )
+        values = {
+            "input": [corpus],
+            "tokenizer": str(p["tokenizer"]),
+            "out_dir": str(p["data_dir"]),
+            "seed": cfg.seed,
+        }
+        dataset.run(make_config(DatasetConfig, values))
 
 
 def _reuse(path: Path, what: str) -> bool:
@@ -89,17 +94,15 @@ def _train(cfg: DemoConfig, p: dict[str, Path]) -> dict[str, Any]:
     resume = (p["ckpt_dir"] / "ckpt.pt").exists()
     if resume:
         logger.info("demo: an unfinished run is in %s/; resuming it", p["ckpt_dir"])
-    summary = run_stage(
-        "train",
-        {
-            "preset": "demo",
-            "data_dir": str(p["data_dir"]),
-            "out_dir": str(p["ckpt_dir"]),
-            "device": cfg.device,
-            "seed": cfg.seed,
-            "resume": resume,
-        },
-    )
+    values = {
+        "preset": "demo",
+        "data_dir": str(p["data_dir"]),
+        "out_dir": str(p["ckpt_dir"]),
+        "device": cfg.device,
+        "seed": cfg.seed,
+        "resume": resume,
+    }
+    summary = train.run(train_config(values))  # on resume: the checkpoint's settings
     atomic_write_text(p["summary"], json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
@@ -110,28 +113,24 @@ def _show_samples(cfg: DemoConfig, p: dict[str, Path]) -> None:
 
     checkpoint = str(p["best"])
     print("\n=== 생성 예시 (generated postings) ===", flush=True)
-    run_stage(
-        "generate",
-        {"checkpoint": checkpoint, "num_samples": 2, "max_new_tokens": 160, "device": cfg.device},
-    )
+    values = {"checkpoint": checkpoint, "num_samples": 2, "max_new_tokens": 160}
+    generate.run(make_config(GenerateConfig, {**values, "device": cfg.device}))
     # A posting drawn with another seed: the model has never seen it, so copying fields from it
     # into the answer shows what the model learned rather than what it memorised.
     example = parse_qa_document(next(iter(generate_demo_corpus(1, cfg.seed + 1))))
     p["posting"].write_text(example.doc, encoding="utf-8")
     print(f"\n=== 질문-답변 예시 (question-answer on {p['posting']}) ===", flush=True)
     print(f"[QUESTION] {example.question}", flush=True)
-    run_stage(
-        "generate",
-        {
-            "checkpoint": checkpoint,
-            "question": example.question,
-            "doc_file": str(p["posting"]),
-            "num_samples": 1,
-            "temperature": 0.0,
-            "max_new_tokens": 240,
-            "device": cfg.device,
-        },
-    )
+    values = {
+        "checkpoint": checkpoint,
+        "question": example.question,
+        "doc_file": str(p["posting"]),
+        "num_samples": 1,
+        "temperature": 0.0,
+        "max_new_tokens": 240,
+        "device": cfg.device,
+    }
+    generate.run(make_config(GenerateConfig, values))
     print("\n--- the answer written in the data (for comparison) ---")
     print(example.answer, flush=True)
 

@@ -83,6 +83,16 @@ def autocast_context(device: torch.device, dtype: torch.dtype) -> AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def wrap_model(
+    model: torch.nn.Module, compile_spec: str, device: torch.device, dist: Dist
+) -> tuple[torch.nn.Module, str]:
+    """torch.compile (if chosen), then DDP (if distributed) around `model`; and the choice of
+    compile in words, for the report."""
+    use, why = compile_choice(compile_spec, device)
+    wrapped = dist.wrap(torch.compile(model) if use else model, device)
+    return wrapped, f"{'on' if use else 'off'} ({why})"
+
+
 def compile_choice(spec: str, device: torch.device) -> tuple[bool, str]:
     """Whether to torch.compile the model (--compile auto/on/off), and why, for the report."""
     if spec != "auto":

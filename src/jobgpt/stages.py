@@ -2,7 +2,7 @@
 
 Each stage is a config dataclass (its flags) and a "module:function" target that is imported only
 when the stage runs, so this table costs no torch import and imports no stage module: the stages
-sit below it, and the CLI and the demo above it.
+(the demo, which runs the others, among them) sit below it, the CLI above it.
 """
 
 from __future__ import annotations
@@ -59,6 +59,16 @@ STAGES: dict[str, Stage] = {
         cfg.GenerateConfig,
         "jobgpt.generate:run",
         "stage 4: sample job-posting text from a checkpoint",
+    ),
+    "eval": Stage(
+        cfg.EvalConfig,
+        "jobgpt.evaluate:run",
+        "measure a checkpoint: val loss and bits per byte, QA faithfulness, posting structure",
+    ),
+    "export": Stage(
+        cfg.ExportConfig,
+        "jobgpt.export:run",
+        "export a checkpoint for HuggingFace transformers (config.json, model.safetensors, ...)",
     ),
 }
 

@@ -23,7 +23,6 @@ import gc
 import logging
 import math
 import signal
-from collections import deque
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,11 +33,12 @@ import torch
 from tokenizers import Tokenizer
 
 from jobgpt import checkpoint as ckpt_io
-from jobgpt import monitor, report
+from jobgpt import report
 from jobgpt.bins import TokenBins, eval_windows, open_data, target_bytes
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
 from jobgpt.loss_eval import evaluate_windows
+from jobgpt.metrics import MetricsLog, Pace, RunLog
 from jobgpt.model import GPT
 from jobgpt.optim import (
     MAX_WARMUP_PERCENT,
@@ -50,12 +50,13 @@ from jobgpt.optim import (
 )
 from jobgpt.precision import choose_dtype
 from jobgpt.runtime import (
+    Dist,
     StopRequests,
     autocast_context,
-    compile_choice,
     describe_device,
     init_distributed,
     to_device,
+    wrap_model,
 )
 from jobgpt.tokenizer import tokenizer_sha256
 
@@ -89,32 +90,32 @@ class Trainer:
         # Progress; a checkpoint overwrites it in load_state_dict.
         self.step = 0
         self.tokens_seen = 0
-        self.history: list[dict[str, Any]] = []  # one {"step", "train_loss", "val_loss"} per eval
-        self.pace = monitor.Pace()  # throughput, elapsed time (a checkpoint's too) and ETA
+        self.pace = Pace()  # throughput, elapsed time (a checkpoint's too) and ETA
+        self.log = RunLog(self.out_dir, cfg.patience, writes=self.dist.is_main)
         # The loop's state: where this session ends, the divergence flag (a device tensor, read
         # only when logging), the last step written to ckpt.pt (-1: none) and the last warning.
         self.stop_requests = StopRequests()
         self.end_step = cfg.max_steps
         self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
         self._saved_step = -1
-        self._last_diagnosis: str | None = None
-        # per-window val losses of the last patience + 1 evals (see monitor.paired_noise)
-        self._recent_val_windows: deque[list[float]] = deque(maxlen=cfg.patience + 1)
+        self._val_windows: list[float] = []  # the last eval's per-window val losses
         if resume_from is not None:
             self.load_state_dict(resume_from)
             self._saved_step = self.step
-            self._check_same_split(resume_from)
-        # torch.compile (if chosen), then DDP (if distributed) around the raw model.
-        use, why = compile_choice(cfg.compile, self.device)
-        self.model = self.dist.wrap(
-            torch.compile(self.raw_model) if use else self.raw_model, self.device
+            ours = data_record(cfg, self.bins, self.tokenizer, self.tokenizer_sha256)["data"]
+            if not same_split(resume_from.get("data") or {}, ours):
+                logger.warning(
+                    "warning: %s",
+                    report.split_changed_text(cfg, resume_from["data"], ours, self.step),
+                )
+                self.log.start_over()  # val losses of two different val splits do not compare
+        self.model, self.compile_why = wrap_model(
+            self.raw_model, cfg.compile, self.device, self.dist
         )
-        self.compile_why = f"{'on' if use else 'off'} ({why})"
-        self.metrics = monitor.MetricsLog(self.out_dir / "metrics.jsonl")
         self._replacing = False  # an old run set aside (--overwrite) until our first save
         if self.dist.is_main:
             resumed = self.step if resume_from is not None else None
-            self._replacing = start_files(self.out_dir, self.metrics, resumed)
+            self._replacing = start_files(self.out_dir, self.log.metrics, resumed)
         log_startup_report(self, resume_from, changes)
 
     # --- building ---
@@ -146,15 +147,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
     # --- one step ---
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's slice of one global batch of random training windows."""
-        b, r = self.cfg.batch_size, self.dist.rank
-        x, y = self.bins.sample_batch(
-            "train", b * self.dist.world_size, self.model_config.block_size, self.sampler
-        )
-        mine = slice(r * b, (r + 1) * b)
-        return to_device(x[mine], self.device), to_device(y[mine], self.device)
-
     def train_step(self) -> torch.Tensor:
         """One optimizer step over `grad_accum` micro-batches. Returns the mean loss as a device
         tensor, not synchronised: call `.item()` only when the number is needed."""
@@ -163,7 +155,8 @@ class Trainer:
             group["lr"] = lr_at(self.step, cfg)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
-            x, y = self._batch()
+            shape = (cfg.batch_size, self.model_config.block_size)
+            x, y = rank_batch(self.bins, self.sampler, shape, self.dist, self.device)
             # DDP averages gradients during backward; do it once, on the last micro-batch.
             last = micro == cfg.grad_accum - 1
             with nullcontext() if last or not self.dist.enabled else self.model.no_sync():
@@ -186,10 +179,9 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Mean loss on the fixed train and val windows, val perplexity and bits per byte. The
         per-window val losses of the last evals are kept, to tell a rise from noise."""
-        result, val_windows = evaluate_windows(
+        result, self._val_windows = evaluate_windows(
             self.raw_model, self.eval_sets, self.val_bytes, self.cfg.batch_size, self.dtype
         )
-        self._recent_val_windows.append(val_windows)
         return result
 
     # --- checkpoints ---
@@ -208,10 +200,7 @@ class Trainer:
             "sampler": self.sampler.bit_generator.state,
             "world_size": self.dist.world_size,
             "train_config": asdict(self.cfg),
-            "monitor": {
-                "history": self.history,
-                "recent_val_windows": list(self._recent_val_windows),
-            },
+            "monitor": self.log.state(),
             **data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256),
             "versions": ckpt_io.library_versions(),
         }
@@ -226,8 +215,7 @@ class Trainer:
         self.step = state["step"]
         self.tokens_seen = state["tokens_seen"]
         self.pace.elapsed_before = state["elapsed_s"]
-        self.history = list(state["monitor"]["history"])
-        self._recent_val_windows.extend(state["monitor"].get("recent_val_windows", []))
+        self.log.load(state["monitor"])
         self.sampler.bit_generator.state = state["sampler"]
         rngs = state["rng"]
         ckpt_io.set_rng_state(rngs[self.dist.rank % len(rngs)], self.device)
@@ -288,7 +276,7 @@ class Trainer:
         if requests.signum is not None:  # also when it came during the last eval or save
             stopped = f"stopped by {signal.Signals(requests.signum).name}"
         self.pace.finish()
-        return report.run_summary(cfg, self.history, self.step, self.model_config, stopped)
+        return report.run_summary(cfg, self.log.history, self.step, self.model_config, stopped)
 
     def _log_step(self, loss: torch.Tensor) -> None:
         """The light progress line and its metrics record. Reading the loss waits for the
@@ -298,7 +286,7 @@ class Trainer:
             raise self._divergence(value)
         lr = lr_at(self.step - 1, self.cfg)
         record = {"kind": "step", "step": self.step, "loss": value, "lr": lr}
-        self._record(record | self.pace.record(self.step, self.tokens_seen))
+        self.log.record(record | self.pace.record(self.step, self.tokens_seen), self.cfg.max_steps)
 
     def _evaluate_and_save(self) -> bool:
         """Eval, log, checkpoint (best.pt too if val improved), plot, diagnose.
@@ -310,58 +298,27 @@ class Trainer:
             raise self._divergence(losses["val_loss"])
         record = {"kind": "eval", "step": self.step, **losses, "lr": lr_at(self.step - 1, self.cfg)}
         record.update(timing, tokens=self.tokens_seen)
-        improved = all(record["val_loss"] < h["val_loss"] for h in self.history)
-        entry = {k: record[k] for k in ("step", "train_loss", "val_loss")}
-        recent = self._recent_val_windows
-        if len(recent) == recent.maxlen:  # patience evals ago -> now
-            entry["val_noise"] = monitor.paired_noise(recent[0], recent[-1])
-        self.history.append(entry)
+        improved = self.log.add_eval(record, self._val_windows)
         # best.pt first: an interrupt between the two writes leaves ckpt.pt's history true.
         self.save(*(["best.pt"] if improved else []), "ckpt.pt")
-        diagnosis = monitor.diagnose(
-            self.history, self.cfg.patience, self.cfg.lr, early_stop=self.cfg.early_stop
-        )
-        self._record(record)
-        if self.dist.is_main:
-            monitor.plot_losses(self.metrics.read(), self.out_dir / "loss.png")
-            kind = diagnosis.kind if diagnosis else None
-            if diagnosis and kind != self._last_diagnosis:
-                logger.warning("warning: %s", diagnosis.message)
-            self._last_diagnosis = kind
+        self.log.record(record, self.cfg.max_steps)
+        diagnosis = self.log.judge(self.cfg.lr, self.cfg.early_stop)
         self.pace.restart(self.tokens_seen)  # eval and saving time is not training time
         return diagnosis is not None and diagnosis.kind == "overfitting"
-
-    def _record(self, record: dict[str, Any]) -> None:
-        """A metrics record: its log line and its line in metrics.jsonl (rank 0 alone)."""
-        if self.dist.is_main:
-            logger.info(monitor.format_record(record, self.cfg.max_steps))
-            self.metrics.append(record)
-
-    def _check_same_split(self, ckpt: dict[str, Any]) -> None:
-        """Val losses of two different val splits do not compare: after resuming onto other bins
-        (a rebuilt dataset, more text) the history and best.pt start again from here."""
-        saved = ckpt.get("data") or {}
-        ours = data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256)["data"]
-        keys = ("train_tokens", "val_tokens")
-        if all(saved.get(k) in (None, ours[k]) for k in keys):
-            return
-        logger.warning("warning: %s", report.split_changed_text(self.cfg, saved, ours, self.step))
-        self.history = []
 
     def _check_finite(self) -> None:
         if self._diverged.item():
             raise self._divergence(float("nan"))
 
     def _divergence(self, value: float) -> TrainingDiverged:
-        float16 = self.dtype == torch.float16
+        f16 = self.dtype == torch.float16
         return TrainingDiverged(
-            *report.divergence_text(self.cfg, value, self.step, self._saved_step, float16)
+            *report.divergence_text(self.cfg, value, self.step, self._saved_step, f16)
         )
 
     def close(self) -> None:
-        """Leave the torchrun job (if we joined one). The DDP wrapper goes first: its reducer
-        holds gloo work that must not outlive the process group (at exit, a gloo thread still
-        tied to it aborted the process now and then on a busy machine)."""
+        """Leave the torchrun job (if we joined one). The DDP wrapper goes first: gloo work it
+        holds must not outlive the process group (else an abort at exit, now and then)."""
         self.model = self.raw_model
         gc.collect()
         self.dist.leave()
@@ -396,7 +353,7 @@ def log_startup_report(
         logger.warning("warning: %s", warning)
 
 
-def start_files(out_dir: Path, metrics: monitor.MetricsLog, resumed_step: int | None) -> bool:
+def start_files(out_dir: Path, metrics: MetricsLog, resumed_step: int | None) -> bool:
     """A new run starts clean files; a resumed one drops records past its checkpoint's step.
     An old run that --overwrite replaces is set aside until the new one has saved (True)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -410,6 +367,28 @@ def start_files(out_dir: Path, metrics: monitor.MetricsLog, resumed_step: int | 
         )
     metrics.reset(keep_through_step=resumed_step)
     return replacing
+
+
+def rank_batch(
+    bins: TokenBins,
+    sampler: np.random.Generator,
+    shape: tuple[int, int],
+    dist: Dist,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's slice of one global batch of random training windows, `shape` = (windows
+    per rank, block size): every rank draws the same global batch (samplers seeded alike) and
+    takes its own rows."""
+    (b, block), r = shape, dist.rank
+    x, y = bins.sample_batch("train", b * dist.world_size, block, sampler)
+    mine = slice(r * b, (r + 1) * b)
+    return to_device(x[mine], device), to_device(y[mine], device)
+
+
+def same_split(saved: dict[str, Any], ours: dict[str, Any]) -> bool:
+    """Whether the bins are those the checkpoint was trained on (same train/val token counts;
+    a checkpoint that did not record them passes)."""
+    return all(saved.get(k) in (None, ours[k]) for k in ("train_tokens", "val_tokens"))
 
 
 def data_record(
