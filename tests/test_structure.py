@@ -21,8 +21,8 @@ LAYERS = [
     "files",
     "progress",
     "checks",
-    "config",
     "commands",
+    "config",
     # text: formats, inputs, corpora
     "qa",
     "postings",

@@ -10,7 +10,7 @@ can read it without executing any pickled code):
                      generation/serving/export need no other file and can never pick a wrong one
     versions         {"torch", "tokenizers", "numpy", "jobgpt", "python"}: what wrote it
     ...              the trainer adds optimizer, step, RNG and sampler state, train config, etc.
-                     (see `jobgpt.train.Trainer.state_dict`)
+                     (see `jobgpt.trainer.Trainer.state_dict`)
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str = "auto") -> tuple[GPT, Tokenizer, dict[str, Any]]:
-    """The one loader for every stage that uses a trained model (generate, eval, serve, export).
+    """The one loader for every stage that uses a trained model (generate, eval, export).
 
     Returns the model (eval mode, on `device`), the exact tokenizer it was trained with (embedded
     in the checkpoint, checked against the model) and the checkpoint dict itself (step, configs,

@@ -1,6 +1,6 @@
 """The rules a stage's settings must follow, each failing with the flag's name and the fix.
 
-`jobgpt.config` applies them when a config is built; the sampling loop and the server apply the
+`jobgpt.config` applies them when a config is built; the sampling loop applies the
 per-request ones (`check_sampling`, `check_generation`) to values that never pass through a
 config.
 """

@@ -21,6 +21,7 @@ from jobgpt.checks import (
     check_sampling,
     require,
 )
+from jobgpt.commands import command
 from jobgpt.errors import ConfigError
 
 # The reference pipeline's paths. Relative paths resolve against the current directory, as the
@@ -199,7 +200,7 @@ class TrainConfig(Checked):
             ),
         ]
         for ok, message in checks:
-            require(ok, message, "fix the flag's value (see `jobgpt train --help`)")
+            require(ok, message, f"fix the flag's value (see `{command('train', '--help')}`)")
 
 
 # Presets fill in fields the user did not pass on the command line; explicit flags always win.
@@ -281,6 +282,55 @@ class GenerateConfig(Checked):
         if self.num_samples is not None:
             return self.num_samples
         return 1 if self.temperature == 0 else DEFAULT_NUM_SAMPLES
+
+
+@dataclass
+class EvalConfig(Checked):
+    """`jobgpt eval`: how good a checkpoint is, in numbers that compare across runs."""
+
+    checkpoint: str = arg(DEFAULT_CHECKPOINT, "checkpoint to evaluate (ckpt.pt or best.pt)")
+    data_dir: str | None = arg(
+        None, "bins whose val split to score (unset: the data dir the checkpoint was trained on)"
+    )
+    text: list[str] = arg(
+        [], "files to score in bits per byte (txt/jsonl/json/csv, as the data stages read them)"
+    )
+    qa: list[str] = arg(
+        [], "question-answer postings (QA format or JSON) to score for faithfulness"
+    )
+    samples: int = arg(8, "free generations to check for posting structure (0 = skip)")
+    max_qa: int = arg(50, "question-answer examples to score at most (greedy answers take time)")
+    stride: int | None = arg(None, "sliding-window stride for --text (unset: half the context)")
+    max_new_tokens: int = arg(320, "tokens per generated answer or sample at most")
+    json: bool = arg(False, "print the results as JSON on stdout instead of a table")
+    report: str | None = arg(None, "also write a markdown report to this file")
+    device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+    seed: int = arg(DEFAULT_SEED, "seed of the free generations")
+
+    def check(self) -> None:
+        at_least_1(max_qa=self.max_qa, max_new_tokens=self.max_new_tokens)
+        require(self.samples >= 0, f"--samples must be >= 0, got {self.samples}", "use e.g. 8")
+        if self.stride is not None:
+            at_least_1(stride=self.stride)
+
+
+@dataclass
+class ExportConfig(Checked):
+    """`jobgpt export`: a checkpoint as files other tools load (HuggingFace transformers)."""
+
+    checkpoint: str = arg(DEFAULT_CHECKPOINT, "checkpoint to export (ckpt.pt or best.pt)")
+    out: str = arg("export", "directory to write")
+    format: str = arg(
+        "hf", "hf (a transformers model directory) or safetensors (raw weights + our config)"
+    )
+    overwrite: bool = arg(False, "replace --out if it already exists")
+
+    def check(self) -> None:
+        require(
+            self.format in ("hf", "safetensors"),
+            f"--format must be hf or safetensors, not {self.format!r}",
+            "use --format hf to load it with transformers",
+        )
 
 
 @dataclass

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -194,7 +195,10 @@ def sweep_temp_files(folder: str | Path) -> list[Path]:
         match = _TEMP_NAME.match(path.name)
         if match and not _alive(int(match["pid"])):
             with contextlib.suppress(OSError):
-                path.unlink()
+                if path.is_dir():  # a directory written whole, then renamed (an export)
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
     if removed:
         logger.info(

@@ -1,4 +1,4 @@
-"""`TextGenerator`: the text-level API that `jobgpt generate`, evaluation and the server share.
+"""`TextGenerator`: the text-level API that `jobgpt generate` and `jobgpt eval` share.
 
 A model and the tokenizer it was trained with, turning a prompt into streamed `Piece`s of text.
 Underneath, one decoding loop (`jobgpt.sampling.generate_tokens`) picks tokens with a KV cache,
@@ -183,7 +183,7 @@ class TextGenerator:
 
         def shortened(keep: int) -> str:  # `keep` characters of the posting around DOC_CUT
             head, tail = doc[: keep - keep // 3].rstrip(), doc[len(doc) - keep // 3 :].lstrip()
-            return build_qa_prompt(question, head + DOC_CUT + (tail if keep // 3 else ""))
+            return build_qa_prompt(question, head + DOC_CUT + tail)
 
         low, high = 0, len(doc)  # the longest cut that fits: binary search, ~log2(len) encodes
         while low < high:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobgpt.commands import command
 from jobgpt.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def _expand(pattern: str, skipped: _Skipped) -> list[Path]:
     raise InputError(
         f"{pattern}: no such file or directory",
         f"check the path (relative paths start from {Path.cwd()}); "
-        "`jobgpt demo-data` writes a demo corpus to data/samples.txt",
+        f"`{command('demo-data', '--out', 'data/samples.txt')}` writes a demo corpus there",
     )
 
 

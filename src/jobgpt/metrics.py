@@ -178,7 +178,8 @@ class RunLog:
     def __init__(self, out_dir: Path, patience: int, writes: bool) -> None:
         self.out_dir, self.patience, self.writes = out_dir, patience, writes
         self.metrics = MetricsLog(out_dir / "metrics.jsonl")
-        self.history: list[dict[str, Any]] = []  # {"step", "train_loss", "val_loss"[, "val_noise"]}
+        # {"step", "train_loss", "val_loss", "val_bpb"[, "val_noise"]} per eval
+        self.history: list[dict[str, Any]] = []
         self.recent_val_windows: deque[list[float]] = deque(maxlen=patience + 1)
         self._last_diagnosis: str | None = None
 
@@ -193,7 +194,7 @@ class RunLog:
         val loss is the best so far (it goes to best.pt)."""
         improved = all(record["val_loss"] < h["val_loss"] for h in self.history)
         self.recent_val_windows.append(val_windows)
-        entry = {k: record[k] for k in ("step", "train_loss", "val_loss")}
+        entry = {k: record[k] for k in ("step", "train_loss", "val_loss", "val_bpb") if k in record}
         recent = self.recent_val_windows
         if len(recent) == recent.maxlen:  # patience evals ago -> now
             entry["val_noise"] = monitor.paired_noise(recent[0], recent[-1])

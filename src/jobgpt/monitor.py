@@ -66,7 +66,7 @@ def plan_report(
         warnings.append(
             f"the val split holds only {plural(val_windows, 'window')}: its loss will be noisy "
             "(검증 데이터가 적어 val loss가 흔들립니다) — hold out more text "
-            "(jobgpt dataset --val-fraction) before trusting small differences"
+            "(a larger --val-fraction in the dataset stage) before trusting small differences"
         )
     return facts, warnings
 

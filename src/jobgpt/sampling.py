@@ -1,4 +1,4 @@
-"""Next-token sampling with a KV cache: the one decoding loop the CLI, evaluation and server share.
+"""Next-token sampling with a KV cache: the one decoding loop every stage shares.
 
 Pure torch, no text: token ids in, token ids out. `generate_tokens` yields one tensor per step, so
 callers can stream, stop early (just stop iterating) or collect everything. Text, stop strings

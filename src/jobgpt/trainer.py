@@ -360,8 +360,8 @@ def start_files(out_dir: Path, metrics: MetricsLog, resumed_step: int | None) ->
     replacing = resumed_step is None and ckpt_io.set_aside_previous_run(out_dir)
     if replacing:
         logger.info(
-            "--overwrite: the previous run's files wait in %s/%s until this run saves its first "
-            "checkpoint",
+            "a new run here: the previous run's files wait in %s/%s until this run saves its "
+            "first checkpoint (then they are removed)",
             out_dir,
             ckpt_io.REPLACED_DIR,
         )
