@@ -461,3 +461,14 @@ def test_a_50mb_style_one_line_file_trains_a_tokenizer_in_bounded_memory(tmp_pat
     peak_kb = int(subprocess.run([sys.executable, "-c", measure, *run], capture_output=True,
                                  text=True, check=True).stdout)  # fmt: skip
     assert peak_kb < 600_000, f"peak RSS {peak_kb / 1000:.0f} MB"
+
+
+def test_many_input_files_log_a_few_lines_and_a_summary(tmp_path: Path, caplog) -> None:
+    for i in range(30):
+        (tmp_path / f"posting_{i:02}.txt").write_text(f"{i}번 공고: 서울 개발자 채용", "utf-8")
+    with caplog.at_level(logging.INFO, logger="jobgpt.corpus"):
+        docs = list(iter_documents([str(tmp_path)]))
+    assert len(docs) == 30
+    lines = [r.getMessage() for r in caplog.records if r.name == "jobgpt.corpus"]
+    assert len(lines) == 11  # 10 files named, then one summary
+    assert lines[-1].startswith("read 30 documents from 30 file(s)") and "first 10" in lines[-1]

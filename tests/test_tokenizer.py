@@ -259,3 +259,15 @@ def test_real_postings_round_trip_on_held_out_documents():
     health = measure(tok, docs[:n_val])
     assert health.round_trip == 1.0
     assert health.bytes_per_token >= 6.5  # the compression target (bench/bench_tokenizer.py)
+
+
+def test_the_summary_line_says_in_both_languages_which_docs_were_measured(
+    tmp_path: Path, capsys
+) -> None:
+    """QA: a tiny corpus is measured on training docs, and the Korean label said 검증 (val)."""
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("서울 채용 공고 하나\n\n\n부산 채용 공고 둘\n", encoding="utf-8")
+    run(make_config(TokenizerConfig, {"input": [str(corpus)], "vocab_size": 300,
+                                      "out": str(tmp_path / "tok.json")}))  # fmt: skip
+    line = capsys.readouterr().out
+    assert "training docs (학습 문서)" in line and "검증" not in line
