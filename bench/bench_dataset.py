@@ -56,7 +56,12 @@ def main() -> None:
         )
         cfg = make_config(
             DatasetConfig,
-            {"input": [args.data], "tokenizer": str(tok_path), "out_dir": f"{tmp}/data"},
+            {
+                "input": [args.data],
+                "tokenizer": str(tok_path),
+                "out_dir": f"{tmp}/data",
+                "overwrite": True,  # every timed run after the first replaces the bins
+            },
         )
         byte_level_path = None
         if args.byte_level:

@@ -106,6 +106,7 @@ def main() -> None:
                 if PROMPT_TOKENS + args.new_tokens > model.config.block_size
                 else 0,
                 "device": str(device),
+                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "torch_threads": torch.get_num_threads(),
                 "load_average_1min": round(os.getloadavg()[0], 2),
                 "torch": torch.__version__,

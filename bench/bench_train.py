@@ -4,24 +4,29 @@
     uv run python bench/bench_train.py --no-keep-freed-memory   # without runtime.keep_freed_memory
     uv run python bench/bench_train.py --dtype bfloat16 --compile on --set model.dropout=0.1
     uv run python bench/bench_train.py --data-dir data          # your own bins
+    uv run python bench/bench_train.py --corpus my.jsonl        # temp bins from this corpus
 
 What it times: `Trainer.train_step` of the real trainer (forward, backward, clipping, AdamW,
 zero_grad; batch sampling included) at the reference config (TrainConfig defaults: batch 16,
 context 256, 6 layers, 6 heads, 384 dims) with the trainer's own device, precision and compile
 choices, and glibc told to keep freed memory as the `jobgpt train` stage does, unless flags
 override them. The data: a 24,000-token tokenizer and bins built once per
-run in a temp dir from the real postings beside the repo (../shared/data), or from the synthetic
-demo corpus where those are absent (setup is untimed and reported as setup_s).
+run in a temp dir from --corpus, else the real postings beside the repo (../shared/data), else the
+synthetic demo corpus (setup is untimed and reported as setup_s).
 
-Figures: model FLOP/s = tokens/s x `GPT.flops_per_token()` (6 per weight + attention); the fp32
-matmul peak is the best of a 2048^3 matmul and the model's own matmul shapes, measured right
-before and right after the timed steps with the same threads, so load from other processes hits
-both alike. fraction_of_peak = model FLOP/s / that peak (target: >= 0.75). text_bytes_per_s =
-tokens/s x the UTF-8 bytes per token of the data's validation windows.
+Figures: model FLOP/s = tokens/s x `GPT.flops_per_token()` (6 per weight + attention); the
+matmul peak is the best of a large square matmul (--peak-square: 2048^3 on a CPU, 8192^3 on a
+GPU) and the model's own matmul shapes (batch x block rows; width -> 4 x width, back, and the
+vocab head), measured in the trainer's compute dtype right before and right after the timed steps
+with the same threads, so load from other processes hits both alike. fraction_of_peak = model
+FLOP/s / that peak: on a CPU that trains in bf16 (autocast) the matmuls run in bf16, so dividing
+by the fp32 peak would flatter the trainer. On a CPU the fp32 peak is measured too
+(fp32_matmul_peak_flops, fraction_of_fp32_peak: the yardstick of the >= 0.75 target, set for fp32
+training; equal to the above when the trainer runs in fp32). text_bytes_per_s = tokens/s x the
+UTF-8 bytes per token of the data's validation windows.
 
-On a GPU the peak is measured in the trainer's compute dtype (an 8192^3 matmul and the model's
-shapes), so fraction_of_peak is MFU against a measured peak; mfu_nominal uses the datasheet
-peak of known GPUs (H100, H200, A100), as MFU is usually quoted. GPT-2 small:
+On a GPU fraction_of_peak is MFU against a measured peak; mfu_nominal uses the datasheet peak of
+known GPUs (H100, H200, A100), as MFU is usually quoted. GPT-2 small:
 `--set model.n_layer=12 --set model.n_head=12 --set model.n_embd=768 --set model.block_size=1024`.
 
 On a shared machine other processes take turns on the cores and stretch every step. Each step
@@ -55,7 +60,6 @@ SHARED_POSTINGS = SHARED_DATA / "wanted" / "postings.jsonl"
 # A step or matmul during which the process got less than this share of its threads' time was
 # slowed by other processes; `calm_*` figures use only the others.
 CALM_SHARE = 0.95
-PEAK_SHAPES = [(2048, 2048, 2048), (4096, 384, 1536), (4096, 1536, 384), (4096, 384, 24_000)]
 # Dense bf16 tensor-core peaks from the vendor datasheets; the first matching name part wins.
 NOMINAL_BF16_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12)]
 
@@ -82,6 +86,12 @@ def main() -> None:
         help="TrainConfig override, e.g. batch_size=8 or model.dropout=0 (repeatable)",
     )
     parser.add_argument("--data-dir", help="existing bins (train.bin, val.bin, meta.json)")
+    parser.add_argument(
+        "--corpus", help="corpus for the temp tokenizer and bins (default: ../shared or the demo)"
+    )
+    parser.add_argument(
+        "--peak-square", type=int, help="side of the square peak matmul (2048 CPU, 8192 GPU)"
+    )
     parser.add_argument("--vocab-size", type=int, default=24_000, help="tokenizer for temp data")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the trainer's report: off
@@ -93,7 +103,7 @@ def main() -> None:
         start = time.perf_counter()
         data_dir, corpus = args.data_dir, "given"
         if data_dir is None:
-            data_dir, corpus = prepare_data(Path(tmp), args.vocab_size)
+            data_dir, corpus = prepare_data(Path(tmp), args.vocab_size, args.corpus)
         setup_s = time.perf_counter() - start
         values = overrides(args)
         values.update(data_dir=str(data_dir), out_dir=f"{tmp}/run")
@@ -125,13 +135,13 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def prepare_data(tmp: Path, vocab_size: int) -> tuple[Path, str]:
-    """Tokenizer + bins in tmp from the shared real postings, else from the demo corpus."""
+def prepare_data(tmp: Path, vocab_size: int, given: str | None = None) -> tuple[Path, str]:
+    """Tokenizer + bins in tmp from `given`, else the shared real postings, else the demo corpus."""
     from jobgpt import dataset, tokenizer
     from jobgpt.demo_corpus import write_demo_corpus
 
-    corpus = SHARED_POSTINGS
-    if not corpus.is_file():
+    corpus = Path(given) if given else SHARED_POSTINGS
+    if not given and not corpus.is_file():
         corpus = write_demo_corpus(tmp / "samples.txt", n=3000, seed=1337)
     tok_path, data_dir = tmp / "tokenizer.json", tmp / "data"
     with contextlib.redirect_stdout(io.StringIO()):  # stdout is for the JSON
@@ -159,16 +169,32 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return wall, (time.process_time() - cpu) / wall / torch.get_num_threads()
 
 
-def matmul_peak_samples(
-    device: torch.device, dtype: torch.dtype, repeats: int = 3
-) -> list[tuple[float, float]]:
-    """(FLOP/s, cpu share) of `dtype` matmuls on `device`: a large square and the model's shapes.
+def peak_shapes(trainer: Any, square: int) -> list[tuple[int, int, int]]:
+    """(m, k, n) of the peak matmuls: a square, and the model's own (batch x block rows): the MLP's
+    width -> 4 x width and back, and the vocab head (the reference: 4096 x 384 x 1536 ...)."""
+    cfg, model = trainer.cfg, trainer.model_config
+    rows, width = cfg.batch_size * model.block_size, model.n_embd
+    return [
+        (square, square, square),
+        (rows, width, 4 * width),
+        (rows, 4 * width, width),
+        (rows, width, model.vocab_size),
+    ]
 
-    On a CPU the dtype is float32 (the issue's yardstick); on a GPU the trainer's compute dtype,
-    so the fraction is a measured MFU. The cpu share means nothing on a GPU (reported as 1.0).
+
+def matmul_peak_samples(
+    device: torch.device,
+    dtype: torch.dtype,
+    shapes: list[tuple[int, int, int]],
+    repeats: int = 3,
+) -> list[tuple[float, float]]:
+    """(FLOP/s, cpu share) of `dtype` matmuls of `shapes` on `device`.
+
+    The dtype is the trainer's compute dtype, so the fraction compares like with like (on a GPU:
+    a measured MFU); on a CPU also float32, the issue's yardstick. The cpu share means nothing on
+    a GPU (reported as 1.0).
     """
     on_gpu = device.type == "cuda"
-    shapes = [(8192, 8192, 8192), *PEAK_SHAPES[1:]] if on_gpu else PEAK_SHAPES
     samples = []
     for m, k, n in shapes:
         a = torch.randn(m, k, device=device, dtype=dtype)
@@ -202,7 +228,11 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
 
     trainer = Trainer(cfg)
     on_cpu = trainer.device.type == "cpu"
-    peak_dtype = torch.float32 if on_cpu else trainer.dtype
+    # The peak in the dtype the matmuls really run in (autocast); on a CPU also fp32's.
+    peak_dtype = trainer.dtype
+    dtypes = [peak_dtype] + ([torch.float32] if on_cpu and peak_dtype != torch.float32 else [])
+    square = args.peak_square or (2048 if on_cpu else 8192)
+    shapes = peak_shapes(trainer, square)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else lambda: None
 
     def step() -> None:
@@ -211,10 +241,12 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
 
     warmup_s, _ = timed(lambda: [step() for _ in range(args.warmup)])
     load_before = os.getloadavg()[0]
-    peaks = matmul_peak_samples(trainer.device, peak_dtype)
+    peaks = {dtype: matmul_peak_samples(trainer.device, dtype, shapes) for dtype in dtypes}
     steps = [timed(step) for _ in range(args.steps)]
-    peaks += matmul_peak_samples(trainer.device, peak_dtype)
-    peak = max(flops for flops, _ in peaks)
+    for dtype in dtypes:
+        peaks[dtype] += matmul_peak_samples(trainer.device, dtype, shapes)
+    peak = max(flops for flops, _ in peaks[peak_dtype])
+    fp32_peak = max(flops for flops, _ in peaks[torch.float32]) if on_cpu else None
     nominal = nominal_peak(trainer.device, peak_dtype)
 
     tokens, flops_per_token = trainer.tokens_per_step, trainer.raw_model.flops_per_token()
@@ -224,6 +256,7 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
     val_targets = trainer.eval_sets["val"][1]
     bytes_per_token = trainer.val_bytes / val_targets.size
     flag = precision.cpu_bf16_flag()
+    model_flops = flops_per_token * tokens_per_s
     result = {
         "bench": "train",
         "loop": "trainer",
@@ -239,12 +272,16 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_step": tokens,
         "flops_per_token": flops_per_token,
         "tokens_per_s": round(tokens_per_s, 1),
-        "model_flops_per_s": round(flops_per_token * tokens_per_s),
-        "peak_dtype": str(peak_dtype).removeprefix("torch."),
-        "matmul_peak_flops": round(peak),  # on a CPU: the fp32 peak of the issue's target
-        "fraction_of_peak": round(flops_per_token * tokens_per_s / peak, 3),
+        "model_flops_per_s": round(model_flops),
+        "peak_dtype": str(peak_dtype).removeprefix("torch."),  # the trainer's compute dtype
+        "peak_shapes": [list(shape) for shape in shapes],
+        "matmul_peak_flops": round(peak),
+        "fraction_of_peak": round(model_flops / peak, 3),
+        # On a CPU: the fp32 peak, the issue's yardstick (= the above when training in fp32).
+        "fp32_matmul_peak_flops": round(fp32_peak) if fp32_peak else None,
+        "fraction_of_fp32_peak": round(model_flops / fp32_peak, 3) if fp32_peak else None,
         "nominal_peak_flops": nominal,
-        "mfu_nominal": round(flops_per_token * tokens_per_s / nominal, 3) if nominal else None,
+        "mfu_nominal": round(model_flops / nominal, 3) if nominal else None,
         # The same from the steps that had the cores to themselves (cpu share >= CALM_SHARE):
         "calm_steps": len(calm),
         "calm_fraction_of_peak": (
@@ -255,7 +292,9 @@ def bench(cfg: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
         "text_bytes_per_s": round(tokens_per_s * bytes_per_token),
         "step_s": [round(wall, 3) for wall in walls],
         "step_cpu_share": [round(share, 2) for _, share in steps],
-        "peak_cpu_share_min": round(min((share for _, share in peaks), default=0.0), 2),
+        "peak_cpu_share_min": round(
+            min((share for samples in peaks.values() for _, share in samples), default=0.0), 2
+        ),
         "warmup_s": round(warmup_s, 1),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "torch": torch.__version__,

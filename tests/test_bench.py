@@ -1,0 +1,106 @@
+"""bench/run_all.py: a --quick run writes the JSON and markdown report with every stage's figures
+and the machine fields, and a failing bench becomes a "failed" row, not a crash. Timings are
+data, not pass/fail: nothing here looks at how fast anything was."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ONE_THREAD
+
+from jobgpt.demo_corpus import write_demo_corpus
+
+RUN_ALL = Path(__file__).resolve().parents[1] / "bench" / "run_all.py"
+MACHINE_FIELDS = ("cpu_model", "cores", "torch", "device", "dtype")
+EXPECTED = {
+    "tokenizer": {"training time", "bytes/token (held-out 5%)"},
+    "dataset": {"build throughput", "peak memory (RSS)"},
+    "train": {"tokens/s", "text bytes/s", "achieved model FLOP/s"},
+    "generate": {
+        f"tokens/s, batch {batch}, {kind}" for batch in (1, 8) for kind in ("cached", "uncached")
+    },
+}
+
+
+def load_run_all():
+    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_writes_every_stage_with_machine_fields(tmp_path: Path) -> None:
+    corpus = write_demo_corpus(tmp_path / "demo.txt", n=120, seed=7)
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--quick", "--corpus", str(corpus), "--out-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ONE_THREAD,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (json_path,) = out.glob("*.json")
+    md_path = json_path.with_suffix(".md")
+    report = json.loads(json_path.read_text(encoding="utf-8"))
+    table = md_path.read_text(encoding="utf-8")
+    assert proc.stdout == table  # the table is printed too
+    assert report["machine"] == json_path.stem
+    assert report["quick"] is True and report["corpus"] == str(corpus)
+    machine = report["machine_info"]
+    assert machine["cpu_model"] and machine["cores"] >= 1 and machine["torch"]
+
+    for stage, names in EXPECTED.items():
+        status = report["stages"][stage]
+        assert status["status"] == "ok", status.get("error")
+        figures = {f["figure"]: f for f in report["figures"] if f["stage"] == stage}
+        assert names <= set(figures), (stage, sorted(figures))
+        for figure in figures.values():
+            assert set(MACHINE_FIELDS) <= set(figure), figure
+            assert isinstance(figure["value"], int | float), figure
+            assert figure["cpu_model"] == machine["cpu_model"]
+            assert figure["torch"] == machine["torch"]
+            row = f"| {stage} | {figure['figure']} |"
+            assert row in table
+
+    train = report["stages"]["train"]["result"]
+    dtype = train["dtype"]
+    train_figures = {f["figure"]: f for f in report["figures"] if f["stage"] == "train"}
+    # the fraction is taken against the peak in the trainer's own compute dtype
+    assert train["peak_dtype"] == dtype
+    assert {f"matmul peak ({dtype})", f"fraction of {dtype} peak"} <= set(train_figures)
+    assert train_figures["tokens/s"]["dtype"] == dtype
+    assert report["stages"]["dataset"]["peak_rss_mib"] > 0
+    assert machine["cpu_model"] in table and machine["torch"] in table
+
+
+def test_a_failing_bench_is_a_failed_row(tmp_path: Path) -> None:
+    run_all = load_run_all()
+    stage = run_all.run_bench("no_such_stage", [], timeout=60, tmp=tmp_path)
+    assert stage["status"] == "failed" and stage["error"]  # python's "can't open file" line
+    (row,) = run_all.stage_rows("train", stage)
+    assert row["figure"] == "failed" and row["note"] == stage["error"]
+    machine = run_all.machine_info()
+    report = {
+        "machine": machine["machine"],
+        "machine_info": machine,
+        "started": "now",
+        "quick": True,
+        "corpus": "none",
+        "figures": [dict(row, **run_all.figure_context(machine))],
+        "stages": {"train": stage},
+    }
+    assert "| train | failed | **failed** |" in run_all.markdown(report)
+
+
+def test_machine_slug_is_filesystem_safe() -> None:
+    slug = load_run_all().machine_slug
+    cpu = {"gpu": None, "gpu_count": 0, "cores": 8}
+    name = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
+    assert slug({**cpu, "cpu_model": name}) == "intel-xeon-platinum-8375c-2-90ghz-8c"
+    assert slug({**cpu, "cpu_model": "Apple M3 Pro"}) == "apple-m3-pro-8c"
+    assert slug({**cpu, "gpu": "NVIDIA H200", "gpu_count": 1}) == "nvidia-h200"
