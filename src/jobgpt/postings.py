@@ -169,4 +169,27 @@ def _header(title: str, position: str, company: str) -> str:
     return f"=== {title} ==="
 
 
-__all__ = ["RECORD_KEYS_HINT", "record_text", "render_posting"]
+# The template's labels in the order `render_posting` writes them, for code that reads a text
+# against the template (`jobgpt.eval_gen`, `jobgpt.eval_qa`) without declaring them again.
+SUMMARY_LABELS: tuple[str, ...] = tuple(label for label, _ in _SUMMARY_FIELDS)
+SECTION_LABELS: tuple[str, ...] = tuple(label for label, _ in _SECTION_FIELDS)
+SKILLS_LABEL: str = _SKILLS_FIELD[0]
+CONTACT_LABELS: tuple[str, ...] = tuple(label for label, _ in _CONTACT_FIELDS)
+
+
+def is_header_line(line: str) -> bool:
+    """True for a title line shaped as `_header` writes it: ``=== [회사] 포지션 채용 ===``."""
+    line = line.strip()
+    return len(line) > 8 and line.startswith("=== ") and line.endswith(" ===")
+
+
+__all__ = [
+    "CONTACT_LABELS",
+    "RECORD_KEYS_HINT",
+    "SECTION_LABELS",
+    "SKILLS_LABEL",
+    "SUMMARY_LABELS",
+    "is_header_line",
+    "record_text",
+    "render_posting",
+]

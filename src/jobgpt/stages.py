@@ -60,6 +60,11 @@ STAGES: dict[str, Stage] = {
         "jobgpt.generate:run",
         "stage 4: sample job-posting text from a checkpoint",
     ),
+    "eval": Stage(
+        cfg.EvalConfig,
+        "jobgpt.evaluate:run",
+        "measure a checkpoint: val loss and bits per byte, QA faithfulness, posting structure",
+    ),
     "export": Stage(
         cfg.ExportConfig,
         "jobgpt.export:run",
