@@ -70,3 +70,36 @@ def test_head_is_tied_and_params_counted_once(model: GPT) -> None:
 def test_longer_than_block_size_is_refused(model: GPT) -> None:
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, TINY.block_size + 1, dtype=torch.long))
+
+
+def test_rows_of_different_lengths_match_each_row_run_alone(model: GPT) -> None:
+    """Continuous batching: cache rows filled to different lengths share one forward pass."""
+    seqs = [torch.randint(0, TINY.vocab_size, (n,)) for n in (20, 7, 13)]
+    alone = [model(s[None])[0][0] for s in seqs]  # (n, V) each, no cache at all
+    cache = model.new_cache(batch_size=4)  # row 0 stays empty: rows need not be contiguous
+    rows, prompt = [3, 1, 2], [9, 3, 6]  # prefill lengths, right-padded to one pass
+    padded = torch.zeros(3, max(prompt), dtype=torch.long)
+    for i, (s, n) in enumerate(zip(seqs, prompt, strict=True)):
+        padded[i, :n] = s[:n]
+    logits, _ = model(padded, cache=cache, rows=rows, n_new=prompt)
+    for i, n in enumerate(prompt):
+        torch.testing.assert_close(logits[i, :n], alone[i][:n], rtol=1e-5, atol=1e-5)
+    assert cache.lengths.tolist() == [0, 3, 6, 9] and cache.pos == 0
+    for t in range(4):  # then one token per row per pass, each row at its own position
+        idx = torch.stack([s[n + t] for s, n in zip(seqs, prompt, strict=True)])[:, None]
+        logits, _ = model(idx, cache=cache, rows=rows)
+        for i, n in enumerate(prompt):
+            torch.testing.assert_close(logits[i, 0], alone[i][n + t], rtol=1e-5, atol=1e-5)
+    # a subset of rows, in another order, with several new tokens each
+    chunk = torch.stack([seqs[2][10:13], seqs[0][13:16]])  # rows 2 and 3 are at 10 and 13
+    logits, _ = model(chunk, cache=cache, rows=[2, 3])
+    torch.testing.assert_close(logits[0], alone[2][10:13], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits[1], alone[0][13:16], rtol=1e-5, atol=1e-5)
+    assert cache.lengths.tolist() == [0, 7, 13, 16]
+
+
+def test_a_row_past_block_size_is_refused(model: GPT) -> None:
+    cache = model.new_cache(batch_size=2)
+    cache.lengths[1] = TINY.block_size
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(2, 1, dtype=torch.long), cache=cache, rows=[0, 1])

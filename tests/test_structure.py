@@ -54,12 +54,20 @@ LAYERS = [
     "streaming",
     "generator",
     "generate",
+    "engine",
     # measuring and exporting a model
     "eval_text",
     "eval_qa",
     "eval_gen",
     "evaluate",
     "export",
+    # serving a model over HTTP (`jobgpt serve`)
+    "serve_schemas",
+    "serve_metrics",
+    "serve_stream",
+    "serve_api",
+    "serve_routes",
+    "serve",
     # the command line
     "demo",
     "stages",

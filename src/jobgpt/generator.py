@@ -72,19 +72,31 @@ class Completion:
     n_tokens: int
 
 
-class _Sample:
-    """One row of the batch: its text stream, stop-string filter and progress."""
+class SampleText:
+    """One sample's text: its token ids in, `Piece`s of text out (`TextGenerator.stream`, and
+    each request of `jobgpt.engine`). Ends at a stop id or a user stop string."""
 
-    def __init__(self, row: int, tokenizer: Tokenizer, stop: Sequence[str], healed: str) -> None:
+    def __init__(
+        self,
+        row: int,
+        tokenizer: Tokenizer,
+        stop: Sequence[str],
+        healed: str,
+        stop_ids: frozenset[int] = frozenset(),
+    ) -> None:
         self.row = row
         self.decoder = IncrementalDecoder(tokenizer)
         self.stops = StopStrings(stop)
+        self.stop_ids = stop_ids
         self.skip = healed  # already part of the prompt: not printed again
         self.n_tokens = 0
         self.done = False
 
     def push(self, token_id: int) -> Piece | None:
+        """Add one generated token; a Piece when there is new text or the sample ends."""
         self.n_tokens += 1
+        if token_id in self.stop_ids:  # counted, never printed
+            return self.finish("stop")
         text = self.stops.push(self._unheal(self.decoder.push(token_id)))
         if self.stops.stopped:
             return self._close(text, "stop")
@@ -203,6 +215,10 @@ class TextGenerator:
         )
         return short
 
+    def sample_text(self, prompt: Prompt, stop: Sequence[str] = (), row: int = 0) -> SampleText:
+        """The text stream of one sample of `prompt`, ending at this model's stop ids."""
+        return SampleText(row, self.tokenizer, stop, prompt.healed, self.stop_ids)
+
     def token_texts(self) -> list[str]:
         """Each id's text on its own (computed once; a byte token alone is usually U+FFFD)."""
         if self._token_texts is None:
@@ -233,7 +249,7 @@ class TextGenerator:
         check_generation(num_samples, max_new_tokens, stop)
         if isinstance(prompt, str):
             prompt = self.prepare(prompt)
-        samples = [_Sample(r, self.tokenizer, stop, prompt.healed) for r in range(num_samples)]
+        samples = [self.sample_text(prompt, stop, r) for r in range(num_samples)]
         steps = generate_tokens(
             self.model,
             [prompt.ids] * num_samples,
@@ -251,10 +267,7 @@ class TextGenerator:
             for sample, token_id in zip(samples, step.tolist(), strict=True):
                 if sample.done:  # finished by a stop token (-1 from here on) or a stop string
                     continue
-                if token_id in self.stop_ids:
-                    sample.n_tokens += 1
-                    yield sample.finish("stop")
-                elif piece := sample.push(token_id):
+                if piece := sample.push(token_id):
                     yield piece
             if all(s.done for s in samples):
                 steps.close()  # rows stopped by a stop string: no need to decode further

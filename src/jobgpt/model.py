@@ -24,7 +24,11 @@ class KVCache:
     """Keys and values of past tokens, so each new token costs one position, not the whole context.
 
     Preallocated for `max_len` positions: appending writes into a slice instead of concatenating,
-    which keeps decoding cost flat per token. `pos` is how many positions are filled.
+    which keeps decoding cost flat per token. It is filled one of two ways:
+
+    * all rows together: `pos` positions are filled in every row (one prompt, or samples of it);
+    * row by row (continuous batching, `jobgpt.engine`): each row is a different request, with
+      `lengths[row]` positions filled; a forward pass given `rows` goes through `RowPass`.
     """
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int, like: torch.Tensor):
@@ -32,6 +36,9 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=like.dtype, device=like.device)
         self.v = torch.zeros(shape, dtype=like.dtype, device=like.device)
         self.pos = 0
+        # Per-row fill, kept on the CPU: every row-by-row pass reads it to place its tokens, and
+        # reading a copy on the device would wait for the device to finish its work first.
+        self.lengths = torch.zeros(batch_size, dtype=torch.long)  # (B,)
         self.max_len = max_len
 
     def append(
@@ -42,6 +49,40 @@ class KVCache:
         self.k[layer, :, :, self.pos : end] = k
         self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class RowPass:
+    """One forward pass over some rows of a KVCache, each row at its own length.
+
+    Row i's new tokens take the positions after its own `cache.lengths[rows[i]]`, so requests of
+    different lengths share one batch. Every row gets the same number T of new tokens; a row with
+    fewer real ones is right-padded, and the padding's keys are written but never seen: the
+    caller advances the row's length by its real count only, so the next pass overwrites them.
+    """
+
+    def __init__(self, cache: KVCache, rows: list[int], T: int, device: torch.device) -> None:
+        start = cache.lengths[rows]  # (b,) filled positions of each row
+        self.cache = cache
+        self.end = int(start.max()) + T  # keys to read: up to the longest row's last new token
+        self.rows = torch.tensor(rows, device=device)  # (b,)
+        self.positions = (start[:, None] + torch.arange(T)).to(device)  # (b, T)
+        keys = torch.arange(self.end, device=device)  # (S,)
+        # A new token sees the keys at or before its own position in its own row: the row's past,
+        # earlier new tokens and itself, but never a shorter row's unfilled or stale tail.
+        self.mask = (keys <= self.positions[:, :, None])[:, None]  # (b, 1, T, S)
+
+    def append(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (b, H, T, D) at each row's own positions; return the rows' keys/values."""
+        # Index pairs (row i, position t) pick b * T slots of (H, D) each: one write per tensor,
+        # not a Python loop over rows.
+        slots = (self.rows[:, None], slice(None), self.positions)
+        self.cache.k[layer][slots] = k.transpose(1, 2)  # (b, T, H, D)
+        self.cache.v[layer][slots] = v.transpose(1, 2)
+        keys = self.cache.k[layer][self.rows, :, : self.end]  # (b, H, S, D)
+        values = self.cache.v[layer][self.rows, :, : self.end]
+        return keys, values
 
 
 class CausalSelfAttention(nn.Module):
@@ -55,21 +96,28 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+        self, x: torch.Tensor, cache: KVCache | RowPass | None = None, layer: int = 0
     ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        past = 0
-        if cache is not None:
+        past, mask = 0, None
+        if isinstance(cache, RowPass):  # rows of different lengths: each row its own mask
+            k, v = cache.append(layer, k, v)  # (B, H, S, D)
+            mask = cache.mask  # (B, 1, T, S)
+        elif cache is not None:
             past = cache.pos
             k, v = cache.append(layer, k, v)  # (B, H, past + T, D)
+            if past and T > 1:
+                mask = _prefix_causal_mask(T, past, x.device)  # (T, past + T)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
-            attn_mask=_prefix_causal_mask(T, past, x.device) if past and T > 1 else None,
-            is_causal=past == 0,  # with a cache and one new token, it may see every key
+            attn_mask=mask,
+            # causal without a mask only from position 0; with a cache and one new token, it
+            # may see every key
+            is_causal=mask is None and past == 0,
             # No dropout on the attention weights: the fused CPU kernel has none, so asking for
             # it falls back to materialising (B, H, T, T) scores and a random mask for them:
             # bench_train.py went from 61% to 68% of the fp32 peak without it. Dropout stays
@@ -107,7 +155,7 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+        self, x: torch.Tensor, cache: KVCache | RowPass | None = None, layer: int = 0
     ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
@@ -144,23 +192,34 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        rows: list[int] | None = None,
+        n_new: list[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> logits (B, T, V), and the mean cross-entropy if targets given.
 
         With a cache, idx holds only the new tokens; their positions continue after cache.pos.
+        With a cache and `rows`, idx[i] continues cache row rows[i] after its own length
+        (`RowPass`); `n_new[i]` of its T tokens are real (default all), the rest right padding.
         Targets equal to -1 are ignored in the loss.
         """
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
+        layer_cache: KVCache | RowPass | None = cache
+        if cache is not None and rows is not None:
+            layer_cache = RowPass(cache, rows, T, idx.device)
+            pos, end = layer_cache.positions, layer_cache.end  # (B, T) each row its own positions
+        else:
+            start = cache.pos if cache is not None else 0
+            pos, end = torch.arange(start, start + T, device=idx.device), start + T  # (T,)
+        if end > self.config.block_size:
             raise ValueError(
-                f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}"
+                f"sequence of {end} tokens exceeds block_size {self.config.block_size}"
             )
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
-        if cache is not None:
+            x = block(x, layer_cache, layer)
+        if isinstance(layer_cache, RowPass):
+            cache.lengths[rows] += torch.tensor(n_new if n_new is not None else [T] * B)
+        elif cache is not None:
             cache.pos += T
         logits = self.head(self.ln_f(x))  # (B, T, V)
         loss = None
