@@ -334,6 +334,28 @@ class ExportConfig(Checked):
 
 
 @dataclass
+class ServeConfig(Checked):
+    """`jobgpt serve`: an OpenAI-compatible HTTP API and a web page for one checkpoint."""
+
+    checkpoint: str = arg(DEFAULT_CHECKPOINT, "checkpoint to serve (ckpt.pt or best.pt)")
+    host: str = arg("127.0.0.1", "address to listen on (another than loopback needs --api-key)")
+    port: int = arg(8000, "port to listen on")
+    api_key: str | None = arg(
+        None, "key every /v1 request must send as `Authorization: Bearer KEY` (or JOBGPT_API_KEY)"
+    )
+    cors_origin: str | None = arg(None, "one web origin allowed to call the API from a browser")
+    max_batch: int = arg(8, "requests decoded together at each step (continuous batching)")
+    max_queue: int = arg(64, "requests waiting for a slot at most; more get 503 + Retry-After")
+    timeout: float = arg(120.0, "seconds a request may take at most")
+    device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+
+    def check(self) -> None:
+        at_least_1(max_batch=self.max_batch, max_queue=self.max_queue)
+        require(1 <= self.port <= 65535, f"--port {self.port} is not a port", "use e.g. 8000")
+        require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}", "use e.g. 120")
+
+
+@dataclass
 class DemoConfig(Checked):
     """`jobgpt demo`; its training settings are TRAIN_PRESETS["demo"]."""
 

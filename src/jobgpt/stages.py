@@ -70,6 +70,11 @@ STAGES: dict[str, Stage] = {
         "jobgpt.export:run",
         "export a checkpoint for HuggingFace transformers (config.json, model.safetensors, ...)",
     ),
+    "serve": Stage(
+        cfg.ServeConfig,
+        "jobgpt.serve:run",
+        "serve a checkpoint: an OpenAI-compatible HTTP API and a Korean web page",
+    ),
 }
 
 
