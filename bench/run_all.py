@@ -4,8 +4,8 @@
     uv run python bench/run_all.py --corpus ../shared/data/wanted/postings.jsonl
     uv run python bench/run_all.py --quick --out-dir /tmp/b  # tiny sizes: a smoke run
 
-Each bench (bench_tokenizer, bench_dataset, bench_train, bench_generate) runs as its own
-subprocess, through a small wrapper process that records the bench's peak RSS with
+Each bench (bench_tokenizer, bench_dataset, bench_train, bench_generate, bench_serve) runs as its
+own subprocess, through a small wrapper process that records the bench's peak RSS with
 `getrusage(RUSAGE_CHILDREN)` (a fresh wrapper per bench, so no bench inherits another's peak).
 The figures that matter are picked from each bench's JSON, each tagged with the CPU model, core
 count, torch version, device and dtype, and written to <out-dir>/<machine>.json (figures plus
@@ -36,7 +36,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-STAGES = ("tokenizer", "dataset", "train", "generate")
+STAGES = ("tokenizer", "dataset", "train", "generate", "serve")
 DEMO_DOCS, QUICK_DEMO_DOCS = 3000, 300  # 3000: what bench_train builds from the demo on its own
 QUICK_VOCAB = "1000"
 
@@ -52,6 +52,7 @@ QUICK_ARGS = {
         "--set", "model.n_layer=2", "--set", "model.n_head=2", "--set", "model.n_embd=64",
     ],
     "generate": ["--new-tokens", "8", "--repeats", "1", "--threads", "1"],
+    "serve": ["--quick"],
 }  # fmt: skip
 
 # Runs the bench (argv[2:]) as its child, then writes the child's resource usage to argv[1].
@@ -163,12 +164,14 @@ def figure_context(machine: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_args(name: str, corpus: str, quick: bool) -> list[str]:
-    """The bench's flags: the corpus, the device (generation: the best one here) and --quick."""
+    """The bench's flags: the corpus, the device (generation, serving: the best one here) and
+    --quick. bench_serve trains its tokenizer on the demo corpus whatever the corpus."""
     given = {
         "tokenizer": ["--data", corpus],
         "dataset": ["--data", corpus],
         "train": ["--corpus", corpus],
         "generate": ["--device", "auto"],
+        "serve": ["--device", "auto"],
     }[name]
     return given + (QUICK_ARGS[name] if quick else [])
 
@@ -345,6 +348,24 @@ def generate_rows(r: dict[str, Any], stage: dict[str, Any]) -> list[dict[str, An
     ]  # fmt: skip
 
 
+def serve_rows(r: dict[str, Any], stage: dict[str, Any]) -> list[dict[str, Any]]:
+    runs = sorted(r["runs"], key=lambda run: run["clients"])
+    alone = next((run["aggregate_tokens_per_s"] for run in runs if run["clients"] == 1), None)
+    threads = _threads(r["server_threads"]) if r["server_threads"] else r["server_device"]
+    rows = []
+    for run in runs:
+        n, rate = run["clients"], run["aggregate_tokens_per_s"]
+        note = f"{r['max_tokens']} streamed tokens each, median TTFT {run['ttft_s']['median']} s"
+        if n > 1:
+            streaming = f"{run['new_request_others_streaming']} of {n - 1} others streaming"
+            note += f"; a new request's TTFT {run['new_request_ttft_s']} s ({streaming})"
+            note = f"{rate / alone:.2f}x 1 client; {note}" if alone else note
+        figure = f"aggregate tokens/s, {n} client{'' if n == 1 else 's'}"
+        note += f"; server {threads}"
+        rows.append(row("serve", figure, rate, "tokens/s", r["device"], r["dtype"], note))
+    return rows
+
+
 def _threads(n: int) -> str:
     return f"{n} thread{'' if n == 1 else 's'}"
 
@@ -354,6 +375,7 @@ FIGURES: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[dict[str, Any
     "dataset": dataset_rows,
     "train": train_rows,
     "generate": generate_rows,
+    "serve": serve_rows,
 }
 
 

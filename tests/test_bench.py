@@ -1,6 +1,7 @@
 """bench/run_all.py: a --quick run writes the JSON and markdown report with every stage's figures
-and the machine fields, and a failing bench becomes a "failed" row, not a crash. Timings are
-data, not pass/fail: nothing here looks at how fast anything was."""
+(the serve stage against a real `jobgpt serve`) and the machine fields, and a failing bench
+becomes a "failed" row, not a crash. Timings are data, not pass/fail: nothing here looks at how
+fast anything was."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ EXPECTED = {
     "generate": {
         f"tokens/s, batch {batch}, {kind}" for batch in (1, 8) for kind in ("cached", "uncached")
     },
+    "serve": {"aggregate tokens/s, 1 client", "aggregate tokens/s, 8 clients"},
 }
 
 
@@ -75,6 +77,15 @@ def test_quick_run_writes_every_stage_with_machine_fields(tmp_path: Path) -> Non
     assert {f"matmul peak ({dtype})", f"fraction of {dtype} peak"} <= set(train_figures)
     assert train_figures["tokens/s"]["dtype"] == dtype
     assert report["stages"]["dataset"]["peak_rss_mib"] > 0
+    # the serve stage: a real server, 1 and 8 streamed clients, every token counted
+    serve = report["stages"]["serve"]["result"]
+    assert serve["machine"]["cpu_model"] == machine["cpu_model"] and serve["model"]["n_layer"]
+    for run in serve["runs"]:
+        tokens = run["completion_tokens"]
+        assert 0 < tokens["min"] <= tokens["max"] <= serve["max_tokens"], run
+        assert tokens["total"] > 0 and run["ttft_s"]["median"] > 0 and run["new_request_ttft_s"] > 0
+    assert {run["clients"] for run in serve["runs"]} == {1, 8}
+    assert "aggregate_8_over_1" in serve and "targets_met" in serve
     assert machine["cpu_model"] in table and machine["torch"] in table
 
 
