@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from jobgpt.config import TrainConfig, make_config
+from jobgpt.corpus import iter_documents
+from jobgpt.errors import InputError
 from jobgpt.stages import run_stage
 
 
@@ -83,3 +85,28 @@ def records(out_dir: Path, kind: str) -> dict[int, dict]:
     """metrics.jsonl's records of one kind ("step" or "eval"), by step."""
     lines = (out_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return {r["step"]: r for r in map(json.loads, lines) if r["kind"] == kind}
+
+
+# --- reading inputs: what test_corpus.py and test_inputs.py both use ---------------------------
+
+
+def texts(*patterns: str | Path) -> list[str]:
+    """The documents' texts of these inputs, as the data stages read them."""
+    return [doc.text for doc in iter_documents([str(p) for p in patterns])]
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_bytes(content.encode("utf-8"))  # no newline translation: bytes as written
+    return path
+
+
+def error_for(*patterns: str | Path) -> InputError:
+    """The InputError reading these inputs raises; every one must say how to fix it."""
+    with pytest.raises(InputError) as info:
+        list(iter_documents([str(p) for p in patterns]))
+    assert info.value.hint, "every input error says how to fix it"
+    return info.value

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import error_for, texts, write
 
 from jobgpt.corpus import MAX_DOCUMENT_CHARS, Document, iter_documents
-from jobgpt.errors import InputError
 from jobgpt.postings import record_text, render_posting
 from jobgpt.qa import (
     QA_MARKERS,
@@ -24,19 +24,6 @@ from jobgpt.qa import (
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def texts(*patterns: str | Path) -> list[str]:
-    return [doc.text for doc in iter_documents([str(p) for p in patterns])]
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_bytes(content.encode("utf-8"))  # no newline translation: bytes as written
-    return path
 
 
 # --- the QA format ----------------------------------------------------------------------------
@@ -300,13 +287,6 @@ def test_iter_documents_returns_named_documents(tmp_path: Path) -> None:
 
 
 # --- bad inputs: each an InputError naming the file, the place and the fix ----------------------
-
-
-def error_for(*patterns: str | Path) -> InputError:
-    with pytest.raises(InputError) as info:
-        list(iter_documents([str(p) for p in patterns]))
-    assert info.value.hint, "every input error says how to fix it"
-    return info.value
 
 
 def test_empty_file_and_whitespace_only_file(tmp_path: Path) -> None:

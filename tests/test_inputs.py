@@ -8,34 +8,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import error_for, texts, write
 
 from jobgpt.cli import main
-from jobgpt.corpus import iter_documents
 from jobgpt.errors import InputError
 from jobgpt.inputs import pipeline_output, resolve_inputs
 from jobgpt.stages import run_stage
-
-
-# Small helpers, as in test_corpus.py (kept per file: tests do not import each other).
-def texts(*patterns: str | Path) -> list[str]:
-    return [doc.text for doc in iter_documents([str(p) for p in patterns])]
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_bytes(content.encode("utf-8"))  # no newline translation: bytes as written
-    return path
-
-
-def error_for(*patterns: str | Path) -> InputError:
-    with pytest.raises(InputError) as info:
-        list(iter_documents([str(p) for p in patterns]))
-    assert info.value.hint, "every input error says how to fix it"
-    return info.value
-
 
 # --- choosing files ---------------------------------------------------------------------------
 
