@@ -28,8 +28,9 @@ round. One warm-up round first.
 
 --busy runs every round and probe twice, once quiet and once with one busy process
 (`python -c "while True: pass"`, started and stopped by the bench) beside the server, and reports
-busy/quiet ratios. --server-threads N sets the server's OMP_NUM_THREADS (torch's CPU threads;
-default: as this process has it, one per core unless set). The clients run in this process: they
+busy/quiet ratios. --server-threads N pins the server's decoding threads (`--threads N`, and
+OMP_NUM_THREADS); default 0: the server chooses by measuring, and re-checks while it serves
+(`threads_chosen` is its /health line at the end). The clients run in this process: they
 take some CPU from the server too (JSON parsing per chunk), as real clients on one machine would.
 Targets: 8 clients >= 3x one client's aggregate tokens/s; a new request's TTFT < 1 s while the
 others stream; with one busy process >= half the quiet aggregate tokens/s.
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="also run beside one busy process")
     parser.add_argument("--device", default="auto", help="the server's --device")
     parser.add_argument(
-        "--server-threads", type=int, default=0, help="OMP_NUM_THREADS for the server (0: as is)"
+        "--server-threads", type=int, default=0, help="the server's --threads (0: it chooses)"
     )
     args = parser.parse_args()
     max_tokens = args.max_tokens or (16 if args.quick else 128)
@@ -100,7 +101,8 @@ def main() -> None:
         start = time.perf_counter()
         checkpoint, model = write_checkpoint(Path(tmp) / "best.pt", args.quick)
         setup_s = time.perf_counter() - start
-        server = Server(checkpoint, Path(tmp) / "server.log", args.device, max(8, *clients), env)
+        server = Server(checkpoint, Path(tmp) / "server.log", args.device, max(8, *clients), env,
+                        args.server_threads)  # fmt: skip
         busy: subprocess.Popen | None = None
         try:
             server_device = server.health()["device"]
@@ -124,6 +126,7 @@ def main() -> None:
                     if busy is not None:
                         stop(busy)
                         busy = None
+            threads_chosen = server.health().get("threads")
         finally:
             if busy is not None:
                 stop(busy)
@@ -137,6 +140,7 @@ def main() -> None:
         "server_device": server_device,  # the server's own words: "cpu (2 threads)"
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "server_threads": server_threads(server_device),
+        "threads_chosen": threads_chosen,  # the server's /health line: "1 thread (measured: ...)"
         "quick": args.quick,
         "model": {
             "weights": "random",
@@ -200,13 +204,19 @@ class Server:
     """`python -m jobgpt serve` in a subprocess on a free loopback port, up once /health is 200."""
 
     def __init__(
-        self, checkpoint: Path, log_path: Path, device: str, max_batch: int, env: dict[str, str]
+        self,
+        checkpoint: Path,
+        log_path: Path,
+        device: str,
+        max_batch: int,
+        env: dict[str, str],
+        threads: int = 0,
     ) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log_path = log_path
         cmd = [sys.executable, "-m", "jobgpt", "serve", "--checkpoint", str(checkpoint),
                "--port", self.url.rsplit(":", 1)[1], "--device", device,
-               "--max-batch", str(max_batch)]  # fmt: skip
+               "--max-batch", str(max_batch), "--threads", str(threads)]  # fmt: skip
         env = {k: v for k, v in env.items() if k != "JOBGPT_API_KEY"}
         start = time.perf_counter()
         with open(log_path, "wb") as out:

@@ -41,6 +41,7 @@ LAYERS = [
     "optim",
     "precision",
     "runtime",
+    "threads",
     "loss_eval",
     "checkpoint",
     # training

@@ -348,9 +348,13 @@ class ServeConfig(Checked):
     max_queue: int = arg(64, "requests waiting for a slot at most; more get 503 + Retry-After")
     timeout: float = arg(120.0, "seconds a request may take at most")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = arg(
+        0, "intra-op CPU threads for decoding: 0 = chosen by measurement, re-checked while serving"
+    )
 
     def check(self) -> None:
         at_least_1(max_batch=self.max_batch, max_queue=self.max_queue)
+        require(self.threads >= 0, f"--threads must be >= 0, got {self.threads}", "use 0 (auto)")
         require(1 <= self.port <= 65535, f"--port {self.port} is not a port", "use e.g. 8000")
         require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}", "use e.g. 120")
 

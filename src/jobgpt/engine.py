@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from jobgpt.checks import check_generation, check_sampling, require
 from jobgpt.generator import Prompt, SampleText, TextGenerator
 from jobgpt.sampling import crop_prompt, penalize_repetition, sample_next
+from jobgpt.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +171,10 @@ class Engine:
         max_batch: int = 8,
         max_queue: int = 64,
         timeout: float = 120.0,
+        threads: ThreadPolicy | None = None,  # CPU threads per step; None: torch's, as they are
     ) -> None:
         self.generator = generator
+        self.threads = threads
         self.model = generator.model
         self.max_batch = max_batch
         self.max_queue = max_queue
@@ -241,6 +244,7 @@ class Engine:
                 "max_batch": self.max_batch,
                 "steps": self._steps,
                 "tokens_generated": self._tokens_generated,
+                "threads": self.threads.threads if self.threads and self.threads.enabled else None,
             }
 
     def _wake(self) -> None:
@@ -308,9 +312,13 @@ class Engine:
     def _step(self) -> None:
         """One decoding step: every running request gets one new token."""
         requests = list(self._active.values())
+        if self.threads:
+            self.threads.before_step()
         logits = self._forward(requests, [self._unseen(r) for r in requests])  # (b, V)
         chosen = [_choose(r, logits[i : i + 1]) for i, r in enumerate(requests)]
         token_ids = torch.cat(chosen).tolist()  # the one device sync per step
+        if self.threads:
+            self.threads.after_step(len(requests))
         for i, (request, token_id) in enumerate(zip(requests, token_ids, strict=True)):
             if request.params.logprobs:
                 request.pending_logprobs.append(self._logprobs(logits[i], token_id, request))

@@ -38,6 +38,7 @@ from jobgpt.model import GPT
 from jobgpt.runtime import describe_device, resolve_device
 from jobgpt.serve_api import MODEL_ID, ServerState
 from jobgpt.serve_routes import create_app
+from jobgpt.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def _load(
         model, tokenizer, ckpt = load_model(cfg.checkpoint, cfg.device)
         generator = TextGenerator(model, tokenizer)
         generator.token_texts()  # token healing's table: built now, not by the first request
-        engine = Engine(generator, cfg.max_batch, cfg.max_queue, cfg.timeout)
+        threads = ThreadPolicy(pinned=cfg.threads or None, device=generator.device)
+        engine = Engine(generator, cfg.max_batch, cfg.max_queue, cfg.timeout, threads)
         engine.start()
     except JobGPTError as err:
         failure.append(err)
@@ -142,10 +144,12 @@ def _load(
     state.card = model_card(model, ckpt, Path(cfg.checkpoint).stat().st_mtime)
     state.generator, state.engine = generator, engine  # from here on, /health says "ok"
     logger.info(
-        "ready: %.2fM parameters, context %d tokens, on %s; web page http://%s:%d/",
+        "ready: %.2fM parameters, context %d tokens, on %s, decoding threads: %s; web page "
+        "http://%s:%d/",
         model.num_params() / 1e6,
         model.config.block_size,
         state.device,
+        threads.describe(),
         cfg.host,
         cfg.port,
     )

@@ -86,6 +86,8 @@ def _add_info_routes(app: FastAPI, state: ServerState, metrics: Metrics) -> None
         if stats is not None:
             body.update(active=stats["active"], queued=stats["queued"],
                         max_batch=stats["max_batch"], steps=stats["steps"])  # fmt: skip
+            if state.engine is not None and state.engine.threads is not None:
+                body["threads"] = state.engine.threads.describe()  # "2 threads (measured: ...)"
         return JSONResponse(body, status_code=200 if stats is not None else 503)
 
     @app.get("/metrics")
