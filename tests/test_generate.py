@@ -531,3 +531,18 @@ def test_healing_never_picks_a_control_token(gen: TextGenerator) -> None:
     assert prepared.healed.endswith("<")
     assert not any(prepared.first_allowed[i] for i in gen.control_ids)
     assert prepared.first_allowed.any()
+
+
+def test_healing_takes_back_every_token_one_vocabulary_token_spans() -> None:
+    """Training merged " ===\\n\\n회사명:" into one token; a prompt ending " ===\\n" encodes as
+    " ===" + "\\n". Healing only the "\\n" left the model after a " ===" it never saw there (the
+    demo model then wrote "포지션:xpressxpress..."); both must be taken back."""
+    lines = [f"=== [회사{i}] 개발자 채용 ===\n\n회사명: 회사{i}" for i in range(40)]
+    tok = train_tokenizer(lines, vocab_size=400)
+    gen = TextGenerator(tiny_model(tok, block_size=64), tok)
+    ids = tok.encode(" ===\n\n회사명:", add_special_tokens=False).ids
+    assert len(ids) == 1  # the merge this is about
+    prompt = gen.prepare("=== [회사1] 개발자 채용 ===\n")
+    assert prompt.healed == " ===\n"
+    assert prompt.first_allowed[ids[0]]  # the training-time token may come next
+    assert gen.prepare("[ANSWER]\n").healed == "\n"  # a marker is never taken back

@@ -40,6 +40,8 @@ from jobgpt.tokenizer import special_id
 
 logger = logging.getLogger(__name__)
 
+# Token healing takes back at most this many prompt tokens (see TextGenerator._heal_span).
+MAX_HEAL_TOKENS = 3
 # Marks where a posting too long for the model's context was shortened (`qa_prompt`).
 DOC_CUT = "\n…(중략)…\n"
 
@@ -158,20 +160,37 @@ class TextGenerator:
         return [self.eot_id, *self.tokenizer.encode(text, add_special_tokens=False).ids]
 
     def prepare(self, text: str) -> Prompt:
-        """Encode a text prompt with token healing: the last token is left for the model to pick.
+        """Encode a text prompt with token healing: the prompt's last token (or last few, see
+        `_heal_span`) is left for the model to pick, as any token whose text starts with it.
 
         Not healed: an empty prompt, one ending in a special token or marker (always whole), or
         one ending in a byte token (part of a character).
         """
         ids = self.encode_prompt(text)
-        if len(ids) < 2 or ids[-1] in self.added_ids:
+        back = self._heal_span(ids)
+        if back == 0:
             return Prompt(ids)
-        healed = self.tokenizer.decode(ids[-1:], skip_special_tokens=False)
-        if not healed or healed.endswith(REPLACEMENT_CHAR):
-            return Prompt(ids)
+        healed = self.tokenizer.decode(ids[-back:], skip_special_tokens=False)
         allowed = torch.tensor([t.startswith(healed) for t in self.token_texts()])
         allowed[list(self.control_ids)] = False  # "<" must not heal into "<|endoftext|>"
-        return Prompt(ids[:-1], healed, allowed)
+        return Prompt(ids[:-back], healed, allowed)
+
+    def _heal_span(self, ids: list[int]) -> int:
+        """How many tokens to take back from the prompt's end: the last one, or more (up to
+        MAX_HEAL_TOKENS) where one vocabulary token spans them. Training merged " ===\n\n회사명:"
+        into one token, while a prompt ending " ===\n" is " ===" + "\n": healing only the "\n"
+        leaves the model after a " ===" it never saw there, and it wrote garbage."""
+        span = 0
+        for back in range(1, MAX_HEAL_TOKENS + 1):
+            if back >= len(ids) or ids[-back] in self.added_ids:
+                break
+            healed = self.tokenizer.decode(ids[-back:], skip_special_tokens=False)
+            if not healed or healed.endswith(REPLACEMENT_CHAR):
+                break
+            longer = any(t.startswith(healed) and len(t) > len(healed) for t in self.token_texts())
+            if back == 1 or longer:
+                span = back
+        return span
 
     def qa_prompt(self, question: str, doc: str, answer_room: int | None = None) -> str:
         """The question-answer prompt, fitted to the model's context.
