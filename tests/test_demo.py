@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobgpt import config
+from jobgpt import presets
 from jobgpt.cli import main
 
 
@@ -26,7 +26,7 @@ def tiny_demo_preset(monkeypatch: pytest.MonkeyPatch) -> None:
         "eval_windows": 4,
         "early_stop": True,
     }
-    monkeypatch.setitem(config.TRAIN_PRESETS, "demo", tiny)
+    monkeypatch.setitem(presets.TRAIN_PRESETS, "demo", tiny)
 
 
 def demo(tmp_path: Path, *flags: str) -> int:

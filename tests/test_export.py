@@ -25,10 +25,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from jobgpt.checkpoint import save_checkpoint
 from jobgpt.cli import main
-from jobgpt.config import TRAIN_PRESETS, ModelConfig
+from jobgpt.config import ModelConfig
 from jobgpt.errors import CheckpointError, JobGPTError
 from jobgpt.export import load_safetensors_export
 from jobgpt.model import GPT
+from jobgpt.presets import TRAIN_PRESETS
 from jobgpt.qa import ANSWER_END, EOT, PAD, QA_MARKERS, format_qa_document
 from jobgpt.sampling import generate_tokens
 from jobgpt.stages import run_stage

@@ -22,6 +22,7 @@ LAYERS = [
     "progress",
     "checks",
     "commands",
+    "presets",
     "config",
     # text: formats, inputs, corpora
     "qa",

@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import ONE_THREAD, tiny
 
-from jobgpt import config
+from jobgpt import presets
 from jobgpt.checkpoint import REPLACED_DIR, load_checkpoint, set_aside_previous_run
 from jobgpt.cli import main
 from jobgpt.errors import CheckpointError
@@ -72,7 +72,7 @@ def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> None:
         "log_interval": 1,
         "dtype": "float32",
     }
-    monkeypatch.setitem(config.TRAIN_PRESETS, "demo", tiny_preset)
+    monkeypatch.setitem(presets.TRAIN_PRESETS, "demo", tiny_preset)
 
 
 def test_a_demo_stopped_by_sigterm_is_not_marked_done_and_resumes(

@@ -23,6 +23,7 @@ from jobgpt.checks import (
 )
 from jobgpt.commands import command
 from jobgpt.errors import ConfigError
+from jobgpt.presets import TRAIN_PRESETS
 
 # The reference pipeline's paths. Relative paths resolve against the current directory, as the
 # reference `uv run python scripts/...` commands expect (run them from the repo root).
@@ -201,39 +202,6 @@ class TrainConfig(Checked):
         ]
         for ok, message in checks:
             require(ok, message, f"fix the flag's value (see `{command('train', '--help')}`)")
-
-
-# Presets fill in fields the user did not pass on the command line; explicit flags always win.
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # The reference "M4 laptop" run: the dataclass defaults above.
-    "m4": {},
-    # Small enough to train in minutes on 2 CPU cores; used by demos and tests.
-    "tiny": {
-        "model": {"block_size": 128, "n_layer": 2, "n_head": 2, "n_embd": 64, "dropout": 0.0},
-        "batch_size": 8,
-        # On the demo corpus, 200 steps reach val loss 3.01 at lr 3e-3 (5.70 at 1e-3, 4.96 at 1e-2).
-        "lr": 3e-3,
-        "warmup_steps": 10,
-        "max_steps": 200,
-        "eval_interval": 50,
-        "eval_windows": 16,
-        "early_stop": True,
-    },
-    # `jobgpt demo`: the whole pipeline in about 10 minutes on 2 CPU cores. The step count fits
-    # the demo corpus (about a few epochs); the time budget guarantees the 10 minutes on slow CPUs.
-    "demo": {
-        # block 256 so a question-answer prompt (~200 tokens) fits the context whole
-        "model": {"block_size": 256, "n_layer": 3, "n_head": 3, "n_embd": 192, "dropout": 0.1},
-        "batch_size": 8,
-        "lr": 2e-3,
-        "warmup_steps": 30,
-        "max_steps": 600,
-        "max_minutes": 7.0,
-        "eval_interval": 50,
-        "eval_windows": 32,
-        "early_stop": True,
-    },
-}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobgpt import config as cfg
+from jobgpt.presets import TRAIN_PRESETS
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ STAGES: dict[str, Stage] = {
         "jobgpt.train:run",
         "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt",
         configure="jobgpt.checkpoint:train_config",
-        presets=cfg.TRAIN_PRESETS,
+        presets=TRAIN_PRESETS,
     ),
     "generate": Stage(
         cfg.GenerateConfig,
