@@ -9,180 +9,51 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import torch
-from tokenizers import Tokenizer
+from serve_harness import (
+    ANSWER,
+    DOC,
+    EXAMPLE,
+    PROMPT,
+    QUESTION,
+    Server,
+    free_port,
+    memorised_checkpoint,
+    runaway_checkpoint,
+    serving,
+    wait_idle,
+)
 
-from jobgpt.checkpoint import save_checkpoint
-from jobgpt.config import ModelConfig
-from jobgpt.model import GPT
-from jobgpt.qa import EOT, format_qa_document
+from jobgpt.qa import EOT
 from jobgpt.serve import is_loopback
 from jobgpt.serve_api import ServerState
 from jobgpt.serve_routes import create_app
 from jobgpt.serve_schemas import MAX_BODY_BYTES, MAX_N, MAX_STOP, MAX_TOKENS, answer_fields
-from jobgpt.tokenizer import tokenizer_sha256, train_tokenizer
 
-QUESTION = "이 구인 정보를 요약해줘."
-# 뷁 is a syllable no text uses: the small vocabulary spells it in three byte tokens, so its
-# text exists only once all three are generated (a character split across tokens).
-DOC = (
-    "=== [뷁카오] 백엔드 개발자 채용 ===\n회사명: 뷁카오\n위치: 서울 강남구\n자격 요건: 파이썬 3년"
-)
-ANSWER = "요약:\n- 회사: 뷁카오\n- 위치: 서울 강남구\n\n연락처(공공정보):\n- TEL: 02-123-4567"
-EXAMPLE = format_qa_document(QUESTION, DOC, ANSWER)
-PROMPT = "[QUESTION]\n이 구인"  # its greedy continuation is the rest of EXAMPLE
-RUNAWAY_TEXTS = [
-    "서울에서 백엔드 개발자를 채용합니다. 경력 3년 이상.",
-    "부산 물류센터 관리자 모집",
-] * 20
 TIMEOUT_S = 3  # the keyed server's --timeout: a disconnect must free its slot well before it
-
-
-# --- tiny checkpoints and a server in a subprocess (test_web.py uses these too) ----------------
-
-
-def write_checkpoint(path: Path, model: GPT, tok: Tokenizer) -> Path:
-    info = {
-        "json": tok.to_str(),
-        "sha256": tokenizer_sha256(tok),
-        "vocab_size": tok.get_vocab_size(),
-    }
-    history = [{"step": 150, "train_loss": 0.05, "val_loss": 0.25, "val_bpb": 0.5}]
-    payload = {
-        "model_config": asdict(model.config),
-        "model": model.state_dict(),
-        "tokenizer": info,
-        "step": 150,
-        "monitor": {"history": history},
-        "data": {"dir": "/secret/data", "train_tokens": 1234, "val_tokens": 56},
-    }
-    save_checkpoint(payload, path)
-    return path
-
-
-def memorised_checkpoint(path: Path) -> Path:
-    """A model that has learnt EXAMPLE by heart, between two <|endoftext|>."""
-    tok = train_tokenizer([EXAMPLE, "hello world"], vocab_size=300, min_frequency=1)
-    eot = tok.token_to_id(EOT)
-    ids = [eot, *tok.encode(EXAMPLE).ids, eot]
-    torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tok.get_vocab_size(), block_size=2 * len(ids), n_layer=2,
-                         n_head=2, n_embd=48, dropout=0.0)  # fmt: skip
-    model = GPT(config)
-    x, y = torch.tensor([ids[:-1]]), torch.tensor([ids[1:]])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(200):
-        _, loss = model(x, targets=y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.05
-    return write_checkpoint(path, model.eval(), tok)
-
-
-def runaway_checkpoint(path: Path) -> Path:
-    """A model that writes one Korean token forever: never a stop token.
-
-    With the final LayerNorm's weight at zero its output is its bias, so the logits are
-    tok_emb @ bias at every position; a bias along the token's (tied) embedding makes it win.
-    """
-    tok = train_tokenizer(RUNAWAY_TEXTS, vocab_size=320)
-    texts = tok.decode_batch([[i] for i in range(tok.get_vocab_size())])
-    hangul = next(i for i, t in enumerate(texts) if re.fullmatch("[가-힣]+", t))
-    torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tok.get_vocab_size(), block_size=128, n_layer=4, n_head=2,
-                         n_embd=256, dropout=0.0)  # fmt: skip
-    model = GPT(config).eval()
-    with torch.no_grad():
-        e = model.tok_emb.weight[hangul]
-        model.ln_f.weight.zero_()
-        model.ln_f.bias.copy_(1000 * e / e.dot(e))
-    return write_checkpoint(path, model, tok)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`jobgpt serve` in a subprocess; `url` once /health says ok."""
-
-    def __init__(self, checkpoint: Path, log: Path, *flags: str, env: dict | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        cmd = [sys.executable, "-m", "jobgpt", "serve", "--checkpoint", str(checkpoint),
-               "--port", str(self.port), "--device", "cpu", *flags]  # fmt: skip
-        base = {k: v for k, v in os.environ.items() if k != "JOBGPT_API_KEY"}
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT,
-                env={**base, "OMP_NUM_THREADS": "1", **(env or {})},
-            )  # fmt: skip
-        self._wait_healthy()
-
-    def _wait_healthy(self, limit_s: float = 90) -> None:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"the server did not come up:\n{self.log.read_text()}")
-
-    def health(self) -> dict[str, Any]:
-        return httpx.get(self.url + "/health", timeout=5).json()
-
-    def rss_kb(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("serve")
-    running = Server(memorised_checkpoint(root / "best.pt"), root / "server.log")
-    yield running
-    running.stop()
+    yield from serving(tmp_path_factory, "serve", memorised_checkpoint)
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The runaway model, behind an API key, with a small batch and queue and a time limit."""
-    root = tmp_path_factory.mktemp("keyed")
     flags = ("--api-key", "s3cret", "--max-batch", "4", "--max-queue", "4",
              "--timeout", str(TIMEOUT_S))  # fmt: skip
-    running = Server(runaway_checkpoint(root / "best.pt"), root / "server.log", *flags)
-    yield running
-    running.stop()
+    yield from serving(tmp_path_factory, "keyed", runaway_checkpoint, *flags)
 
 
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -195,11 +66,9 @@ SHORT_LIMIT_S = 0.2
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The runaway model with a time limit far below what its requests need."""
-    root = tmp_path_factory.mktemp("limited")
-    flags = ("--timeout", str(SHORT_LIMIT_S))
-    running = Server(runaway_checkpoint(root / "best.pt"), root / "server.log", *flags)
-    yield running
-    running.stop()
+    yield from serving(
+        tmp_path_factory, "limited", runaway_checkpoint, "--timeout", str(SHORT_LIMIT_S)
+    )
 
 
 def sse_events(response: httpx.Response) -> Iterator[str]:
@@ -552,16 +421,6 @@ def test_the_api_key_is_checked_on_api_routes(keyed: Server) -> None:
     assert httpx.get(keyed.url + "/health").json()["auth"] is True  # open: the page asks it
     client = openai.OpenAI(base_url=keyed.url + "/v1", api_key="s3cret")
     assert client.completions.create(model="jobgpt", prompt="서울", max_tokens=2).choices
-
-
-def wait_idle(server: Server, limit_s: float) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        health = server.health()
-        if health["active"] == 0 and health["queued"] == 0:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serve import Server, runaway_checkpoint, wait_idle
+from serve_harness import Server, runaway_checkpoint, serving, wait_idle
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -24,10 +24,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The model that writes one Korean token forever: a stream runs until it is stopped."""
-    root = tmp_path_factory.mktemp("web")
-    running = Server(runaway_checkpoint(root / "best.pt"), root / "server.log")
-    yield running
-    running.stop()
+    yield from serving(tmp_path_factory, "web", runaway_checkpoint)
 
 
 @pytest.fixture(scope="module")
