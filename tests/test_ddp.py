@@ -38,13 +38,24 @@ flags = sys.argv[1:]
 Trainer(make_config(TrainConfig, {"device": "cpu", "data_dir": flags[flags.index("--data-dir") + 1],
     "out_dir": flags[flags.index("--out-dir") + 1], "preset": "tiny", "batch_size": 2,
     "dtype": "float32", "max_steps": 7, "eval_interval": 3, "log_interval": 1, "warmup_steps": 2,
-    "eval_windows": 4, "model": MODEL})).fit(steps=4)
+    "eval_windows": 4, "model": MODEL, **RECIPE})).fit(steps=4)
 sys.exit(main(["train", *flags, "--resume"]))
 """
 MODEL = {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0}
+# The modern recipe: Muon's update is computed from the DDP-averaged gradients on every rank,
+# and document windows are drawn from the same global batch; both must match one process.
+RECIPES = {
+    "reference": ({}, {}),
+    "modern": (
+        {"arch": "modern"},
+        {"optimizer": "muon", "schedule": "wsd", "windows": "documents"},
+    ),
+}
 
 
-def torchrun(script: Path, data_dir: Path, out_dir: Path) -> subprocess.CompletedProcess:
+def torchrun(
+    script: Path, data_dir: Path, out_dir: Path, extra: list[str]
+) -> subprocess.CompletedProcess:
     env = ONE_THREAD  # 2 processes on 2 cores: no oversubscription
     cmd = [
         sys.executable,
@@ -62,6 +73,7 @@ def torchrun(script: Path, data_dir: Path, out_dir: Path) -> subprocess.Complete
         str(data_dir),
         "--out-dir",
         str(out_dir),
+        *extra,
     ]
     # Own process group: if it hangs, the timeout kills torchrun *and* its workers.
     proc = subprocess.Popen(
@@ -83,15 +95,20 @@ def torchrun(script: Path, data_dir: Path, out_dir: Path) -> subprocess.Complete
     return result
 
 
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_two_processes_equal_one_process_with_the_global_batch(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, recipe: str
 ) -> None:
     ddp, single = tmp_path / "ddp", tmp_path / "single"
+    model_over, train_over = RECIPES[recipe]
+    model = {**MODEL, **model_over}
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.replace("MODEL", repr(MODEL)), encoding="utf-8")
-    result = torchrun(driver, data_dir, ddp)
+    script = DRIVER.replace("MODEL", repr(model)).replace("RECIPE", repr(train_over))
+    driver.write_text(script, encoding="utf-8")
+    flags = [x for k, v in {**model_over, **train_over}.items() for x in (f"--{k}", v)]
+    result = torchrun(driver, data_dir, ddp, flags)
 
-    common = {"model": MODEL, "batch_size": 4, "eval_interval": 3, "warmup_steps": 2}
+    common = {"model": model, "batch_size": 4, "eval_interval": 3, "warmup_steps": 2, **train_over}
     run(tiny(data_dir, single, max_steps=7, **common))  # one process, uninterrupted
 
     a, b = records(single, "step"), records(ddp, "step")

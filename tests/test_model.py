@@ -1,23 +1,39 @@
-"""The GPT itself: causality, initial loss, learning, and KV-cache equivalence."""
+"""Both architectures (the reference GPT and the modern one): causality, initial loss, learning,
+KV-cache equivalence (all rows, and rows of different lengths), rotary positions."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from jobgpt.architectures import Model, build_model
 from jobgpt.config import ModelConfig
-from jobgpt.model import GPT
+from jobgpt.modern import Rotary
 
 TINY = ModelConfig(vocab_size=97, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+ARCHS = ["gpt", "modern"]
 
 
-@pytest.fixture
-def model() -> GPT:
+def perturbed(model: Model) -> Model:
+    """Every weight moved off its init: the modern model starts with zero output projections
+    and head, which would make cache and causality checks pass trivially."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(params=ARCHS)
+def model(request: pytest.FixtureRequest) -> Model:
     torch.manual_seed(0)
-    return GPT(TINY).eval()
+    return perturbed(build_model(replace(TINY, arch=request.param))).eval()
 
 
-def test_logits_shape_and_loss_at_init_is_uniform(model: GPT) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logits_shape_and_loss_at_init_is_uniform(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(replace(TINY, arch=arch)).eval()
     idx = torch.randint(0, TINY.vocab_size, (4, 16))
     targets = torch.randint(0, TINY.vocab_size, (4, 16))
     logits, loss = model(idx, targets=targets)
@@ -26,7 +42,7 @@ def test_logits_shape_and_loss_at_init_is_uniform(model: GPT) -> None:
     assert abs(loss.item() - math.log(TINY.vocab_size)) < 0.2
 
 
-def test_future_tokens_do_not_change_past_logits(model: GPT) -> None:
+def test_future_tokens_do_not_change_past_logits(model: Model) -> None:
     idx = torch.randint(0, TINY.vocab_size, (1, 20))
     changed = idx.clone()
     changed[0, 10] = (idx[0, 10] + 1) % TINY.vocab_size
@@ -36,9 +52,10 @@ def test_future_tokens_do_not_change_past_logits(model: GPT) -> None:
     assert not torch.allclose(a[:, 10:], b[:, 10:])
 
 
-def test_overfits_a_single_batch() -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_overfits_a_single_batch(arch: str) -> None:
     torch.manual_seed(0)
-    model = GPT(TINY)
+    model = build_model(replace(TINY, arch=arch))
     idx = torch.randint(0, TINY.vocab_size, (2, 16))
     x, y = idx[:, :-1], idx[:, 1:]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -50,7 +67,7 @@ def test_overfits_a_single_batch() -> None:
     assert loss.item() < 0.1
 
 
-def test_cached_decoding_matches_full_forward(model: GPT) -> None:
+def test_cached_decoding_matches_full_forward(model: Model) -> None:
     idx = torch.randint(0, TINY.vocab_size, (3, 24))
     full, _ = model(idx)
     cache = model.new_cache(batch_size=3)
@@ -62,17 +79,37 @@ def test_cached_decoding_matches_full_forward(model: GPT) -> None:
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
-def test_head_is_tied_and_params_counted_once(model: GPT) -> None:
-    assert model.head.weight is model.tok_emb.weight
+@pytest.mark.parametrize(("arch", "tied_head", "tied"), [
+    ("gpt", None, True), ("modern", None, False), ("modern", True, True)
+])  # fmt: skip
+def test_head_tying_and_params_counted_once(arch: str, tied_head: bool | None, tied: bool) -> None:
+    model = build_model(replace(TINY, arch=arch, tied_head=tied_head))
+    assert (model.head.weight is model.tok_emb.weight) == tied
     assert model.num_params() == sum(p.numel() for p in model.parameters())
+    untied_extra = 0 if tied else TINY.vocab_size * TINY.n_embd
+    assert model.flops_per_token() > 6 * (model.num_params() - untied_extra)  # + attention
 
 
-def test_longer_than_block_size_is_refused(model: GPT) -> None:
+def test_rotary_scores_depend_on_distance_only() -> None:
+    """What rotary embeddings are for: q at position m and k at position n score by m - n."""
+    rotary = Rotary(head_dim=8, max_len=64, theta=10_000.0)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(m: int, n: int) -> float:
+        rq, rk = rotary(q, torch.tensor([m])), rotary(k, torch.tensor([n]))
+        return float((rq * rk).sum())
+
+    assert score(5, 2) == pytest.approx(score(40, 37), abs=1e-5)
+    assert score(5, 2) != pytest.approx(score(5, 4), abs=1e-3)
+    assert float(rotary(q, torch.tensor([9])).norm()) == pytest.approx(float(q.norm()), rel=1e-5)
+
+
+def test_longer_than_block_size_is_refused(model: Model) -> None:
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, TINY.block_size + 1, dtype=torch.long))
 
 
-def test_rows_of_different_lengths_match_each_row_run_alone(model: GPT) -> None:
+def test_rows_of_different_lengths_match_each_row_run_alone(model: Model) -> None:
     """Continuous batching: cache rows filled to different lengths share one forward pass."""
     seqs = [torch.randint(0, TINY.vocab_size, (n,)) for n in (20, 7, 13)]
     alone = [model(s[None])[0][0] for s in seqs]  # (n, V) each, no cache at all
@@ -98,7 +135,7 @@ def test_rows_of_different_lengths_match_each_row_run_alone(model: GPT) -> None:
     assert cache.lengths.tolist() == [0, 7, 13, 16]
 
 
-def test_a_row_past_block_size_is_refused(model: GPT) -> None:
+def test_a_row_past_block_size_is_refused(model: Model) -> None:
     cache = model.new_cache(batch_size=2)
     cache.lengths[1] = TINY.block_size
     with pytest.raises(ValueError, match="block_size"):

@@ -20,8 +20,8 @@ LAYERS = [
     "errors",
     "files",
     "progress",
-    "checks",
     "commands",
+    "checks",
     "presets",
     "config",
     # text: formats, inputs, corpora
@@ -37,8 +37,11 @@ LAYERS = [
     "bins",
     "splits",
     "dataset",
+    "batching",
     # the model and where it runs
     "model",
+    "modern",
+    "architectures",
     "optim",
     "precision",
     "runtime",
@@ -62,6 +65,7 @@ LAYERS = [
     "eval_qa",
     "eval_gen",
     "evaluate",
+    "export_qwen3",
     "export",
     # serving a model over HTTP (`jobgpt serve`)
     "serve_schemas",

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -38,15 +39,26 @@ SCRIPT = REPO / "scripts" / "train_gpt.py"
 # --- resume ------------------------------------------------------------------------------------
 
 
-def test_n_steps_plus_resume_n_steps_equals_2n_steps(data_dir: Path, tmp_path: Path) -> None:
-    # warmup 100 > the run: capped (to 2 steps), and the cap must not break the exact resume.
-    run(tiny(data_dir, tmp_path / "straight", max_steps=12, warmup_steps=100))
+# The modern recipe: its model, Muon (momentum buffers), warmup-stable-decay, document windows.
+MODERN = {
+    "model": {"arch": "modern"},
+    "optimizer": "muon",
+    "schedule": "wsd",
+    "windows": "documents",
+}
 
-    first = Trainer(tiny(data_dir, tmp_path / "split", max_steps=12, warmup_steps=100))
+
+@pytest.mark.parametrize("recipe", [{}, MODERN], ids=["reference", "modern"])
+def test_n_steps_plus_resume_n_steps_equals_2n_steps(
+    data_dir: Path, tmp_path: Path, recipe: dict[str, Any]
+) -> None:
+    # warmup 100 > the run: capped (to 2 steps), and the cap must not break the exact resume.
+    settings = {"max_steps": 12, "warmup_steps": 100, **recipe}
+    run(tiny(data_dir, tmp_path / "straight", **settings))
+
+    first = Trainer(tiny(data_dir, tmp_path / "split", **settings))
     first.fit(steps=6)  # a session that ends mid-run (as the time budget or Ctrl-C would)
-    resumed = Trainer(
-        tiny(data_dir, tmp_path / "split", max_steps=12, warmup_steps=100, resume=True)
-    )
+    resumed = Trainer(tiny(data_dir, tmp_path / "split", resume=True, **settings))
     assert resumed.step == 6
     resumed.fit()
 

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from jobgpt.architectures import Model, build_model
 from jobgpt.commands import command
 from jobgpt.config import ModelConfig, TrainConfig, deep_merge, make_config
 from jobgpt.errors import CheckpointError, ConfigError
 from jobgpt.files import atomic_open, exclusive
-from jobgpt.model import GPT
 from jobgpt.runtime import resolve_device
 from jobgpt.tokenizer import fingerprint_mismatch, mismatch
 
@@ -124,7 +124,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(path: str | Path, device: str = "auto") -> tuple[GPT, Tokenizer, dict[str, Any]]:
+def load_model(path: str | Path, device: str = "auto") -> tuple[Model, Tokenizer, dict[str, Any]]:
     """The one loader for every stage that uses a trained model (generate, eval, export).
 
     Returns the model (eval mode, on `device`), the exact tokenizer it was trained with (embedded
@@ -150,9 +150,9 @@ def model_config_from(ckpt: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**ckpt["model_config"])
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
-    """Rebuild the GPT from the checkpoint's own config and weights, in eval mode on the CPU."""
-    model = GPT(model_config_from(ckpt))
+def model_from_checkpoint(ckpt: dict[str, Any]) -> Model:
+    """Rebuild the model from the checkpoint's own config and weights, in eval mode on the CPU."""
+    model = build_model(model_config_from(ckpt))
     # torch.compile prefixes parameter names with "_orig_mod."; accept such state dicts too.
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
     model.load_state_dict(state)

@@ -10,13 +10,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
+from jobgpt.commands import command
 from jobgpt.errors import ConfigError
 
 # Bounds of one generation call. A posting is ~500 tokens; 10,000 new tokens take minutes on a
 # CPU already, and 1e9 would run for days without a word. Samples run as one batch in memory.
 MAX_NEW_TOKENS = 10_000
 MAX_SAMPLES = 64
+
+# The choices of the settings that name a method
+ARCHS = ("gpt", "modern")  # jobgpt.model.GPT, jobgpt.modern.ModernGPT
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
+WINDOWS = ("random", "documents")
 
 
 def require(ok: bool, message: str, hint: str) -> None:
@@ -33,6 +41,21 @@ def at_least_1(**values: int) -> None:
             f"--{name.replace('_', '-')} must be at least 1, got {value}",
             "pass a positive whole number",
         )
+
+
+def at_least_0(**values: float) -> None:
+    """Each named flag's value is zero or more."""
+    for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
+        require(value >= 0, f"{flag} must be >= 0, got {value}", f"use {flag} 0 or more")
+
+
+def one_of(flag: str, value: str, choices: Sequence[str]) -> None:
+    """`--flag` is one of `choices`: "--optimizer must be adamw or muon, not 'sgd'"."""
+    names = " or ".join(filter(None, (", ".join(choices[:-1]), choices[-1])))
+    require(
+        value in choices, f"--{flag} must be {names}, not {value!r}", f"e.g. --{flag} {choices[0]}"
+    )
 
 
 def check_heads(n_embd: int, n_head: int) -> None:
@@ -105,3 +128,69 @@ class Checked:
 
     def check(self) -> None:
         """The stage's own rules; raise ConfigError naming the flag and the fix."""
+
+
+def check_model(cfg: Any) -> None:
+    """ModelConfig's rules (`cfg` is one)."""
+    at_least_1(
+        vocab_size=cfg.vocab_size,
+        block_size=cfg.block_size,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+    )
+    check_heads(cfg.n_embd, cfg.n_head)
+    one_of("arch", cfg.arch, ARCHS)
+    require(cfg.rope_theta > 0, f"--rope-theta must be > 0, got {cfg.rope_theta}", "use 10000")
+    require(
+        cfg.arch == "modern" or cfg.tied_head is not False,
+        "--no-tied-head is for --arch modern: the reference GPT-2 always ties its head",
+        "drop --no-tied-head, or add --arch modern",
+    )
+    require(
+        0 <= cfg.dropout < 1,
+        f"--dropout must be in [0, 1), got {cfg.dropout}",
+        "use 0 (the default) or e.g. 0.1",
+    )
+
+
+def check_training(cfg: Any) -> None:
+    """TrainConfig's rules (`cfg` is one)."""
+    at_least_1(
+        batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum,
+        max_steps=cfg.max_steps,
+        eval_interval=cfg.eval_interval,
+        eval_windows=cfg.eval_windows,
+    )
+    at_least_0(
+        warmup_steps=cfg.warmup_steps,
+        max_minutes=cfg.max_minutes,
+        grad_clip=cfg.grad_clip,
+        weight_decay=cfg.weight_decay,
+        log_interval=cfg.log_interval,
+        threads=cfg.threads,
+    )
+    checks = [
+        (
+            cfg.lr > 0 and math.isfinite(cfg.lr),
+            f"--lr must be a positive number, got {cfg.lr}",
+        ),
+        (
+            0 <= cfg.min_lr_ratio <= 1,
+            f"--min-lr-ratio must be in [0, 1], got {cfg.min_lr_ratio}",
+        ),
+        (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)"),
+        (cfg.muon_lr > 0, f"--muon-lr must be a positive number, got {cfg.muon_lr}"),
+        (0 <= cfg.warmdown <= 1, f"--warmdown must be in [0, 1], got {cfg.warmdown}"),
+        (
+            not (cfg.resume and cfg.overwrite),
+            "--resume and --overwrite contradict each other",
+        ),
+    ]
+    for ok, message in checks:
+        require(ok, message, f"fix the flag's value (see `{command('train', '--help')}`)")
+    one_of("optimizer", cfg.optimizer, OPTIMIZERS)
+    one_of("schedule", cfg.schedule, SCHEDULES)
+    one_of("windows", cfg.windows, WINDOWS)
+    one_of("compile", cfg.compile, ("auto", "on", "off"))

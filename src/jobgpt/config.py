@@ -9,19 +9,20 @@ This module must stay cheap to import: no torch here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from jobgpt.checks import (
     Checked,
+    at_least_0,
     at_least_1,
     check_generation,
-    check_heads,
+    check_model,
     check_sampling,
+    check_training,
+    one_of,
     require,
 )
-from jobgpt.commands import command
 from jobgpt.errors import ConfigError
 from jobgpt.presets import TRAIN_PRESETS
 
@@ -103,6 +104,11 @@ class ModelConfig(Checked):
     """The GPT's architecture. Saved inside every checkpoint; later stages read it from there."""
 
     vocab_size: int = arg(24_000, "vocabulary size (set from the tokenizer, not a flag)", cli=False)
+    arch: str = arg(
+        "gpt",
+        "gpt (GPT-2: learned positions, LayerNorm, GELU, tied head) or modern (Qwen3-style: "
+        "rotary positions, RMSNorm, QK-norm, SwiGLU; exports as a transformers Qwen3 model)",
+    )
     block_size: int = arg(256, "context length in tokens")
     n_layer: int = arg(6, "transformer blocks")
     n_head: int = arg(6, "attention heads per block")
@@ -114,22 +120,19 @@ class ModelConfig(Checked):
     dropout: float = arg(
         0.0, "dropout on embeddings and residual branches (try 0.1 if overfitting)"
     )
-    bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2")
+    bias: bool = arg(True, "biases in Linear and LayerNorm layers, as in GPT-2 (arch gpt only)")
+    tied_head: bool | None = arg(
+        None, "output head shares the token embedding (unset: yes for gpt, no for modern)"
+    )
+    rope_theta: float = arg(10_000.0, "rotary position embedding base (arch modern)")
 
     def check(self) -> None:
-        at_least_1(
-            vocab_size=self.vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_embd=self.n_embd,
-        )
-        check_heads(self.n_embd, self.n_head)
-        require(
-            0 <= self.dropout < 1,
-            f"--dropout must be in [0, 1), got {self.dropout}",
-            "use 0 (the default) or e.g. 0.1",
-        )
+        check_model(self)
+
+    @property
+    def tied(self) -> bool:
+        """Whether the head reuses the token embedding: --tied-head, else the arch's default."""
+        return self.tied_head if self.tied_head is not None else self.arch == "gpt"
 
 
 @dataclass
@@ -138,8 +141,8 @@ class TrainConfig(Checked):
     out_dir: str = arg(CHECKPOINT_DIR, "where ckpt.pt, best.pt, metrics.jsonl and loss.png go")
     preset: str = arg(
         "m4",
-        "settings bundle: m4 (the reference laptop run), tiny (a minute on a CPU; tests) or demo "
-        "(what `jobgpt demo` trains)",
+        "settings bundle: m4 (the reference laptop run), modern (the same shape, modern recipe), "
+        "tiny (a minute on a CPU; tests) or demo (what `jobgpt demo` trains)",
     )
     model: ModelConfig = field(default_factory=ModelConfig)
     # optimisation
@@ -154,6 +157,20 @@ class TrainConfig(Checked):
     beta1: float = arg(0.9, "AdamW beta1")
     beta2: float = arg(0.95, "AdamW beta2")
     grad_clip: float = arg(1.0, "clip the gradient norm to this (0 = off)")
+    optimizer: str = arg(
+        "adamw", "adamw, or muon (Muon for the blocks' matrices, AdamW at --lr for the rest)"
+    )
+    muon_lr: float = arg(0.02, "peak learning rate of the Muon matrices (--optimizer muon)")
+    schedule: str = arg(
+        "cosine",
+        "cosine (warmup, cosine decay) or wsd (warmup, constant, linear warmdown at the end)",
+    )
+    warmdown: float = arg(0.4, "wsd: share of the run (steps or minutes) spent decaying the lr")
+    windows: str = arg(
+        "random",
+        "random (windows anywhere in the token stream) or documents (each window starts at a "
+        "document, shorter documents packed behind it)",
+    )
     # evaluation and monitoring
     eval_interval: int = arg(100, "evaluate train/val loss (and save checkpoints) every N steps")
     log_interval: int = arg(10, "one progress line every N steps between evals (0 = evals only)")
@@ -164,44 +181,13 @@ class TrainConfig(Checked):
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = arg("auto", "auto, float32, bfloat16 or float16 (autocast compute dtype)")
     compile: str = arg("auto", "torch.compile: auto (on for CUDA), on, off")
+    threads: int = arg(0, "intra-op CPU threads: 0 = chosen by measurement and re-checked")
     seed: int = arg(DEFAULT_SEED, "random seed for init and batch sampling")
     resume: bool = arg(False, "continue from out_dir/ckpt.pt exactly where it stopped")
     overwrite: bool = arg(False, "start over even if out_dir already holds a checkpoint")
 
     def check(self) -> None:
-        at_least_1(
-            batch_size=self.batch_size,
-            grad_accum=self.grad_accum,
-            max_steps=self.max_steps,
-            eval_interval=self.eval_interval,
-            eval_windows=self.eval_windows,
-        )
-        checks = [
-            (
-                self.lr > 0 and math.isfinite(self.lr),
-                f"--lr must be a positive number, got {self.lr}",
-            ),
-            (
-                0 <= self.min_lr_ratio <= 1,
-                f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}",
-            ),
-            (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
-            (self.max_minutes >= 0, f"--max-minutes must be >= 0, got {self.max_minutes}"),
-            (self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)"),
-            (self.log_interval >= 0, f"--log-interval must be >= 0, got {self.log_interval}"),
-            (
-                self.compile in ("auto", "on", "off"),
-                f"--compile must be auto, on or off, not {self.compile!r}",
-            ),
-            (
-                not (self.resume and self.overwrite),
-                "--resume and --overwrite contradict each other",
-            ),
-        ]
-        for ok, message in checks:
-            require(ok, message, f"fix the flag's value (see `{command('train', '--help')}`)")
+        check_training(self)
 
 
 @dataclass
@@ -226,8 +212,10 @@ class GenerateConfig(Checked):
     seed: int = arg(DEFAULT_SEED, "random seed: the same seed gives the same text")
     stream: bool = arg(True, "print text as it is generated")
     device: str = arg("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = arg(0, "intra-op CPU threads: 0 = chosen by measurement and re-checked")
 
     def check(self) -> None:
+        at_least_0(threads=self.threads)
         check_sampling(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
         check_generation(
             1 if self.num_samples is None else self.num_samples, self.max_new_tokens, self.stop
@@ -294,11 +282,7 @@ class ExportConfig(Checked):
     overwrite: bool = arg(False, "replace --out if it already exists")
 
     def check(self) -> None:
-        require(
-            self.format in ("hf", "safetensors"),
-            f"--format must be hf or safetensors, not {self.format!r}",
-            "use --format hf to load it with transformers",
-        )
+        one_of("format", self.format, ("hf", "safetensors"))
 
 
 @dataclass
@@ -322,7 +306,7 @@ class ServeConfig(Checked):
 
     def check(self) -> None:
         at_least_1(max_batch=self.max_batch, max_queue=self.max_queue)
-        require(self.threads >= 0, f"--threads must be >= 0, got {self.threads}", "use 0 (auto)")
+        at_least_0(threads=self.threads)
         require(1 <= self.port <= 65535, f"--port {self.port} is not a port", "use e.g. 8000")
         require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}", "use e.g. 120")
 

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
+from jobgpt.architectures import Model
 from jobgpt.bins import BIN_FILES, TokenBins, load_meta, target_bytes
 from jobgpt.corpus import iter_documents
 from jobgpt.errors import ConfigError, DataError
 from jobgpt.loss_eval import window_losses
-from jobgpt.model import GPT
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT
 from jobgpt.runtime import autocast_context
@@ -149,7 +149,7 @@ class TextScore:
 
 
 def score_files(
-    model: GPT,
+    model: Model,
     tok: Tokenizer,
     pattern: str,
     stride: int | None = None,
@@ -182,7 +182,7 @@ def score_files(
 
 
 def _add(
-    model: GPT, batch: list[Window], window: Window, score: TextScore, dtype: torch.dtype
+    model: Model, batch: list[Window], window: Window, score: TextScore, dtype: torch.dtype
 ) -> list[Window]:
     """Queue `window`; score the queue when it is full or the window length changes."""
     if batch and (len(batch) == BATCH_WINDOWS or len(batch[0].x) != len(window.x)):
@@ -192,7 +192,7 @@ def _add(
 
 
 @torch.inference_mode()
-def _score_batch(model: GPT, batch: list[Window], score: TextScore, dtype: torch.dtype) -> None:
+def _score_batch(model: Model, batch: list[Window], score: TextScore, dtype: torch.dtype) -> None:
     if not batch:
         return
     device = model.tok_emb.weight.device
@@ -229,7 +229,7 @@ def open_val(data_dir: str | Path, tok: Tokenizer, checkpoint: str) -> TokenBins
 
 @torch.inference_mode()
 def score_val(
-    model: GPT, bins: TokenBins, tok: Tokenizer, dtype: torch.dtype = torch.float32
+    model: Model, bins: TokenBins, tok: Tokenizer, dtype: torch.dtype = torch.float32
 ) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per byte over every non-overlapping window of the
     val split, in batches of BATCH_WINDOWS, float64 sums."""

@@ -78,6 +78,13 @@ class Pace:
     def over_budget(self) -> bool:
         return self.budget_s is not None and self.session_s() >= self.budget_s
 
+    def budget_used(self) -> float:
+        """Share of this session's time budget spent, 0 to 1 (0 without a budget): the
+        learning-rate schedule's progress by the clock (`jobgpt.optim.lr_factor`)."""
+        if self.budget_s is None:
+            return 0.0
+        return min(self.session_s() / self.budget_s, 1.0)
+
     def record(self, step: int, tokens: int) -> dict[str, float]:
         """tokens_per_s, elapsed_s and eta_s at `step`, having seen `tokens`, for a record."""
         now = self.clock()

@@ -2,7 +2,8 @@
 
 Token embedding + learned position embedding, pre-LayerNorm transformer blocks with causal
 self-attention (PyTorch's fused `scaled_dot_product_attention`) and a GELU MLP, a final LayerNorm,
-and an output head tied to the token embedding. GPT-2-style initialisation.
+and an output head tied to the token embedding. GPT-2-style initialisation. (`--arch modern`,
+in `jobgpt.modern`, builds on the KV cache and the pass helpers at the end of this module.)
 
 This module is pure: it knows nothing of devices, precision, distribution, printing or files. The
 trainer and the generator decide those. Shapes: B batch, T time (tokens), C channels (n_embd),
@@ -101,30 +102,39 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        past, mask = 0, None
-        if isinstance(cache, RowPass):  # rows of different lengths: each row its own mask
-            k, v = cache.append(layer, k, v)  # (B, H, S, D)
-            mask = cache.mask  # (B, 1, T, S)
-        elif cache is not None:
-            past = cache.pos
-            k, v = cache.append(layer, k, v)  # (B, H, past + T, D)
-            if past and T > 1:
-                mask = _prefix_causal_mask(T, past, x.device)  # (T, past + T)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            # causal without a mask only from position 0; with a cache and one new token, it
-            # may see every key
-            is_causal=mask is None and past == 0,
-            # No dropout on the attention weights: the fused CPU kernel has none, so asking for
-            # it falls back to materialising (B, H, T, T) scores and a random mask for them:
-            # bench_train.py went from 61% to 68% of the fp32 peak without it. Dropout stays
-            # on the embeddings and the residual branches.
-        )  # (B, H, T, D)
+        y = attend(q, k, v, cache, layer)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | RowPass | None, layer: int
+) -> torch.Tensor:
+    """Causal attention of the new tokens' q (B, H, T, D) over the cache's past keys and values
+    (stored first) and their own k, v. Shared by both architectures."""
+    T = q.size(2)
+    past, mask = 0, None
+    if isinstance(cache, RowPass):  # rows of different lengths: each row its own mask
+        k, v = cache.append(layer, k, v)  # (B, H, S, D)
+        mask = cache.mask  # (B, 1, T, S)
+    elif cache is not None:
+        past = cache.pos
+        k, v = cache.append(layer, k, v)  # (B, H, past + T, D)
+        if past and T > 1:
+            mask = _prefix_causal_mask(T, past, q.device)  # (T, past + T)
+    return F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=mask,
+        # causal without a mask only from position 0; with a cache and one new token, it may
+        # see every key
+        is_causal=mask is None and past == 0,
+        # No dropout on the attention weights: the fused CPU kernel has none, so asking for it
+        # falls back to materialising (B, H, T, T) scores and a random mask for them:
+        # bench_train.py went from 61% to 68% of the fp32 peak without it. Dropout stays on the
+        # embeddings and the residual branches.
+    )
 
 
 def _prefix_causal_mask(T: int, past: int, device: torch.device) -> torch.Tensor:
@@ -202,32 +212,13 @@ class GPT(nn.Module):
         (`RowPass`); `n_new[i]` of its T tokens are real (default all), the rest right padding.
         Targets equal to -1 are ignored in the loss.
         """
-        B, T = idx.shape
-        layer_cache: KVCache | RowPass | None = cache
-        if cache is not None and rows is not None:
-            layer_cache = RowPass(cache, rows, T, idx.device)
-            pos, end = layer_cache.positions, layer_cache.end  # (B, T) each row its own positions
-        else:
-            start = cache.pos if cache is not None else 0
-            pos, end = torch.arange(start, start + T, device=idx.device), start + T  # (T,)
-        if end > self.config.block_size:
-            raise ValueError(
-                f"sequence of {end} tokens exceeds block_size {self.config.block_size}"
-            )
+        layer_cache, pos = start_pass(idx, cache, rows, self.config.block_size)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, layer_cache, layer)
-        if isinstance(layer_cache, RowPass):
-            cache.lengths[rows] += torch.tensor(n_new if n_new is not None else [T] * B)
-        elif cache is not None:
-            cache.pos += T
+        finish_pass(idx, cache, layer_cache, rows, n_new)
         logits = self.head(self.ln_f(x))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
-            )
-        return logits, loss
+        return logits, next_token_loss(logits, targets)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache on this model's device and dtype."""
@@ -249,3 +240,51 @@ class GPT(nn.Module):
         return (
             6 * self.num_params(include_position=False) + 12 * c.n_layer * c.n_embd * c.block_size
         )
+
+
+# --- what every architecture's forward pass shares ---------------------------------------------
+
+
+def start_pass(
+    idx: torch.Tensor, cache: KVCache | None, rows: list[int] | None, block_size: int
+) -> tuple[KVCache | RowPass | None, torch.Tensor]:
+    """The cache the layers use for this pass, and the new tokens' positions: (T,), or (B, T)
+    when each row continues its own cache row (`RowPass`)."""
+    B, T = idx.shape
+    if cache is not None and rows is not None:
+        row_pass = RowPass(cache, rows, T, idx.device)
+        layer_cache: KVCache | RowPass | None = row_pass
+        pos, end = row_pass.positions, row_pass.end
+    else:
+        layer_cache = cache
+        start = cache.pos if cache is not None else 0
+        pos, end = torch.arange(start, start + T, device=idx.device), start + T
+    if end > block_size:
+        raise ValueError(f"sequence of {end} tokens exceeds block_size {block_size}")
+    return layer_cache, pos
+
+
+def finish_pass(
+    idx: torch.Tensor,
+    cache: KVCache | None,
+    layer_cache: KVCache | RowPass | None,
+    rows: list[int] | None,
+    n_new: list[int] | None,
+) -> None:
+    """Advance the cache past this pass's real tokens (per row for a `RowPass`)."""
+    B, T = idx.shape
+    if isinstance(layer_cache, RowPass):
+        assert cache is not None and rows is not None
+        cache.lengths[rows] += torch.tensor(n_new if n_new is not None else [T] * B)
+    elif cache is not None:
+        cache.pos += T
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
+    """Mean cross-entropy of the next-token targets (-1: ignored), in float32: bf16 logits
+    would round the 24k-way softmax."""
+    if targets is None:
+        return None
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
+    )

@@ -39,4 +39,19 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "eval_windows": 32,
         "early_stop": True,
     },
+    # The modern recipe (`--arch modern`, Muon, warmup-stable-decay, document-aligned windows) at
+    # the reference shape (6 layers, 6 heads, width 384, context 256, batch 16). Settings from
+    # bench/sweep.py on the shared postings; see the README's comparison table.
+    "modern": {
+        "model": {"arch": "modern"},
+        "optimizer": "muon",
+        "muon_lr": 0.02,
+        "lr": 3e-3,  # AdamW: the embedding, the head and the norms
+        "schedule": "wsd",
+        "warmdown": 0.4,
+        "warmup_steps": 20,  # Muon's orthogonalised steps need little warmup
+        "weight_decay": 0.0,
+        "grad_clip": 0.0,  # Muon's update has a fixed size whatever the gradient's norm
+        "windows": "documents",
+    },
 }

@@ -65,6 +65,7 @@ class RunFacts:
     resumed_step: int | None = None  # the checkpoint's step on --resume
     checkpoint_world_size: int = 1  # processes that trained the checkpoint
     changes: tuple[str, ...] = ()  # settings changed from the checkpoint's, as "lr 1 -> 2"
+    documents_fit: str = ""  # "62% of training documents fit the 256-token context"
 
 
 def startup_report(
@@ -83,15 +84,14 @@ def startup_report(
         f"device: {facts.device} x {facts.world_size} process(es)",
         f"precision: {facts.dtype} — {facts.dtype_why}",
         f"compile: {facts.compile_why}",
-        f"model: {facts.params / 1e6:.2f} M parameters — {model.n_layer} layers, "
+        f"model: {model.arch}, {facts.params / 1e6:.2f} M parameters — {model.n_layer} layers, "
         f"{model.n_head} heads, width {model.n_embd}, context {model.block_size}, vocab "
         f"{model.vocab_size:,}"
         + (" (the checkpoint's)" if resumed else " (vocab from the tokenizer)"),
         f"batch: {cfg.batch_size} windows x {model.block_size} tokens x {cfg.grad_accum} accum x "
-        f"{facts.world_size} process(es) = {facts.tokens_per_step:,} tokens/step",
-        f"optimizer: AdamW lr {cfg.lr:g}, warmup {warmup_text(cfg, facts)}, cosine to "
-        f"{cfg.lr * cfg.min_lr_ratio:g} at step {cfg.max_steps:,}; weight decay "
-        f"{cfg.weight_decay:g} on matrices; clip {cfg.grad_clip:g}",
+        f"{facts.world_size} process(es) = {facts.tokens_per_step:,} tokens/step; "
+        + windows_text(cfg, facts),
+        optimizer_text(cfg, facts),
     ]
     if cfg.max_steps == TrainConfig().max_steps:
         epochs = facts.tokens_per_step * cfg.max_steps / max(facts.train_tokens, 1)
@@ -129,6 +129,34 @@ def _data_report(
             "than an uninterrupted run"
         )
     return lines, warnings
+
+
+def windows_text(cfg: TrainConfig, facts: RunFacts) -> str:
+    """How training windows are drawn, and how many documents fit one whole."""
+    fit = f" ({facts.documents_fit})" if facts.documents_fit else ""
+    if cfg.windows == "documents":
+        return f"windows start at documents, short ones packed behind{fit}"
+    return f"windows anywhere in the token stream{fit}"
+
+
+def optimizer_text(cfg: TrainConfig, facts: RunFacts) -> str:
+    """The optimizer and its schedule, in one line."""
+    floor = f"{cfg.min_lr_ratio:g}x at the end of the run"
+    until = f"step {cfg.max_steps:,}"
+    if cfg.max_minutes:
+        until += f" or minute {cfg.max_minutes:g}, whichever comes first"
+    if cfg.schedule == "wsd":
+        shape = f"constant, then down to {floor} over its last {cfg.warmdown:.0%} ({until})"
+    else:
+        shape = f"cosine down to {floor} ({until})"
+    if cfg.optimizer == "muon":
+        name = f"Muon lr {cfg.muon_lr:g} on the blocks' matrices, AdamW lr {cfg.lr:g} on the rest"
+    else:
+        name = f"AdamW lr {cfg.lr:g}"
+    return (
+        f"optimizer: {name}; warmup {warmup_text(cfg, facts)}, {shape}; weight decay "
+        f"{cfg.weight_decay:g} on matrices; clip {cfg.grad_clip:g}"
+    )
 
 
 def warmup_text(cfg: TrainConfig, facts: RunFacts) -> str:

@@ -28,13 +28,13 @@ from typing import Any
 
 import uvicorn
 
+from jobgpt.architectures import Model
 from jobgpt.checkpoint import load_model
 from jobgpt.config import ServeConfig
 from jobgpt.engine import Engine
 from jobgpt.errors import ConfigError, JobGPTError
 from jobgpt.files import os_error
 from jobgpt.generator import TextGenerator
-from jobgpt.model import GPT
 from jobgpt.runtime import describe_device, resolve_device
 from jobgpt.serve_api import MODEL_ID, ServerState
 from jobgpt.serve_routes import create_app
@@ -155,7 +155,7 @@ def _load(
     )
 
 
-def model_card(model: GPT, ckpt: dict[str, Any], mtime: float) -> dict[str, Any]:
+def model_card(model: Model, ckpt: dict[str, Any], mtime: float) -> dict[str, Any]:
     """/v1/models' entry: OpenAI's fields, then what the checkpoint records of the model. No
     file paths: the data directory and checkpoint location stay on the server."""
     c = model.config

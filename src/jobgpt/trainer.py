@@ -23,6 +23,7 @@ import gc
 import logging
 import math
 import signal
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,14 +35,16 @@ from tokenizers import Tokenizer
 
 from jobgpt import checkpoint as ckpt_io
 from jobgpt import report
+from jobgpt.architectures import build_model
+from jobgpt.batching import DocumentWindows, fit_text
 from jobgpt.bins import TokenBins, eval_windows, open_data, target_bytes
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
 from jobgpt.loss_eval import evaluate_windows
 from jobgpt.metrics import MetricsLog, Pace, RunLog
-from jobgpt.model import GPT
 from jobgpt.optim import (
     MAX_WARMUP_PERCENT,
+    apply_schedule,
     load_optimizer_state,
     lr_at,
     make_optimizer,
@@ -49,6 +52,7 @@ from jobgpt.optim import (
     warmup_steps,
 )
 from jobgpt.precision import choose_dtype
+from jobgpt.qa import EOT
 from jobgpt.runtime import (
     Dist,
     StopRequests,
@@ -58,7 +62,7 @@ from jobgpt.runtime import (
     to_device,
     wrap_model,
 )
-from jobgpt.tokenizer import tokenizer_sha256
+from jobgpt.tokenizer import special_id, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +138,15 @@ class Trainer:
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * block * self.dist.world_size
         self.eval_sets = eval_windows(self.bins, block, cfg.eval_windows)
         self.val_bytes = target_bytes(self.tokenizer, self.eval_sets["val"][1])
+        # Training windows: random slices of the stream, or document-aligned rows.
+        self.documents = DocumentWindows(
+            self.bins.tokens["train"], special_id(self.tokenizer, EOT), block
+        )
+        self.draw_windows: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+        if cfg.windows == "documents":
+            self.draw_windows = self.documents.sample
+        else:
+            self.draw_windows = lambda rows, rng: self.bins.sample_batch("train", rows, block, rng)
 
     def _build_model(self) -> None:
         """Model, optimizer and loss scaler. Model init and dropout draw from torch's generator
@@ -141,8 +154,8 @@ class Trainer:
         rank, so all draw the same global batch and each takes its own slice."""
         torch.manual_seed(self.cfg.seed + self.dist.rank)
         self.sampler = np.random.default_rng(self.cfg.seed)
-        self.raw_model = GPT(self.model_config).to(self.device)
-        self.optimizer = make_optimizer(self.raw_model, self.cfg, self.device)
+        self.raw_model = build_model(self.model_config).to(self.device)
+        self.optimizer = make_optimizer(self.raw_model, self.cfg, self.device, self.dtype)
         # float16 needs its gradients scaled up (then back down) not to underflow to zero.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
@@ -151,12 +164,11 @@ class Trainer:
         """One optimizer step over `grad_accum` micro-batches. Returns the mean loss as a device
         tensor, not synchronised: call `.item()` only when the number is needed."""
         cfg = self.cfg
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.step, cfg)
+        apply_schedule(self.optimizer, self.step, cfg, self.pace.budget_used())
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
-            shape = (cfg.batch_size, self.model_config.block_size)
-            x, y = rank_batch(self.bins, self.sampler, shape, self.dist, self.device)
+            rows = (self.draw_windows, self.sampler, cfg.batch_size)
+            x, y = rank_batch(*rows, self.dist, self.device)
             # DDP averages gradients during backward; do it once, on the last micro-batch.
             last = micro == cfg.grad_accum - 1
             with nullcontext() if last or not self.dist.enabled else self.model.no_sync():
@@ -193,7 +205,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
-            "schedule": schedule_record(self.cfg, self.step),
+            "schedule": schedule_record(self.cfg, self.step, self.pace.budget_used()),
             "tokens_seen": self.tokens_seen,
             "elapsed_s": self.pace.elapsed_s(),
             "rng": rng if rng is not None else [ckpt_io.rng_state(self.device)],  # one per rank
@@ -284,7 +296,7 @@ class Trainer:
         value, diverged = self.dist.mean_and_any(loss, self._diverged)
         if diverged or not math.isfinite(value):
             raise self._divergence(value)
-        lr = lr_at(self.step - 1, self.cfg)
+        lr = lr_at(self.step - 1, self.cfg, self.pace.budget_used())
         record = {"kind": "step", "step": self.step, "loss": value, "lr": lr}
         self.log.record(record | self.pace.record(self.step, self.tokens_seen), self.cfg.max_steps)
 
@@ -296,7 +308,8 @@ class Trainer:
         losses = self.evaluate()
         if not all(math.isfinite(v) for v in losses.values()):
             raise self._divergence(losses["val_loss"])
-        record = {"kind": "eval", "step": self.step, **losses, "lr": lr_at(self.step - 1, self.cfg)}
+        lr = lr_at(self.step - 1, self.cfg, self.pace.budget_used())
+        record = {"kind": "eval", "step": self.step, **losses, "lr": lr}
         record.update(timing, tokens=self.tokens_seen)
         improved = self.log.add_eval(record, self._val_windows)
         # best.pt first: an interrupt between the two writes leaves ckpt.pt's history true.
@@ -346,6 +359,7 @@ def log_startup_report(
         resumed_step=trainer.step if resume_from is not None else None,
         checkpoint_world_size=resume_from.get("world_size", 1) if resume_from else 1,
         changes=tuple(changes),
+        documents_fit=fit_text(trainer.documents.lengths, trainer.model_config.block_size),
     )
     lines, warnings = report.startup_report(trainer.cfg, trainer.model_config, facts)
     logger.info("jobgpt train\n  %s", "\n  ".join(lines))
@@ -370,18 +384,17 @@ def start_files(out_dir: Path, metrics: MetricsLog, resumed_step: int | None) ->
 
 
 def rank_batch(
-    bins: TokenBins,
+    draw: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
     sampler: np.random.Generator,
-    shape: tuple[int, int],
+    batch_size: int,
     dist: Dist,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's slice of one global batch of random training windows, `shape` = (windows
-    per rank, block size): every rank draws the same global batch (samplers seeded alike) and
+    """This rank's `batch_size` rows of one global batch of training windows, drawn by
+    `draw(rows, sampler)`: every rank draws the same global batch (samplers seeded alike) and
     takes its own rows."""
-    (b, block), r = shape, dist.rank
-    x, y = bins.sample_batch("train", b * dist.world_size, block, sampler)
-    mine = slice(r * b, (r + 1) * b)
+    x, y = draw(batch_size * dist.world_size, sampler)
+    mine = slice(dist.rank * batch_size, (dist.rank + 1) * batch_size)
     return to_device(x[mine], device), to_device(y[mine], device)
 
 
