@@ -3,6 +3,7 @@
     uv run python bench/run_all.py                          # demo corpus, full sizes
     uv run python bench/run_all.py --corpus ../shared/data/wanted/postings.jsonl
     uv run python bench/run_all.py --quick --out-dir /tmp/b  # tiny sizes: a smoke run
+    uv run python bench/run_all.py --busy                   # train/generate/serve: also busy
 
 Each bench (bench_tokenizer, bench_dataset, bench_train, bench_generate, bench_serve) runs as its
 own subprocess, through a small wrapper process that records the bench's peak RSS with
@@ -11,6 +12,8 @@ The figures that matter are picked from each bench's JSON, each tagged with the 
 count, torch version, device and dtype, and written to <out-dir>/<machine>.json (figures plus
 every bench's full output) and <out-dir>/<machine>.md (the table, also printed to stdout).
 <machine> is a filesystem-safe slug of the GPU name, or of the CPU model and core count.
+--busy passes --busy to bench_train, bench_generate and bench_serve: each measures again beside
+one busy process it starts and stops itself, and the table gains the busy figures and ratios.
 
 A bench that fails or times out is a "failed" row with the last line of its stderr; the other
 stages still run. Timings are data, not pass/fail: on a shared machine they move with other
@@ -37,6 +40,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 STAGES = ("tokenizer", "dataset", "train", "generate", "serve")
+BUSY_STAGES = ("train", "generate", "serve")  # the benches that take --busy
 DEMO_DOCS, QUICK_DEMO_DOCS = 3000, 300  # 3000: what bench_train builds from the demo on its own
 QUICK_VOCAB = "1000"
 
@@ -51,7 +55,7 @@ QUICK_ARGS = {
         "--set", "batch_size=4", "--set", "eval_windows=4", "--set", "model.block_size=64",
         "--set", "model.n_layer=2", "--set", "model.n_head=2", "--set", "model.n_embd=64",
     ],
-    "generate": ["--new-tokens", "8", "--repeats", "1", "--threads", "1"],
+    "generate": ["--new-tokens", "8", "--repeats", "1", "--threads", "1", "--bandwidth-mib", "128"],
     "serve": ["--quick"],
 }  # fmt: skip
 
@@ -72,6 +76,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, seconds")
     parser.add_argument("--out-dir", default=str(BENCH_DIR / "results"), help="where to write")
     parser.add_argument("--timeout", type=float, help="seconds per bench (default 3600; quick 300)")
+    parser.add_argument(
+        "--busy", action="store_true", help="train, generate, serve: also beside a busy process"
+    )
     args = parser.parse_args()
     timeout = args.timeout or (300.0 if args.quick else 3600.0)
 
@@ -86,7 +93,9 @@ def main() -> None:
             corpus = str(write_demo_corpus(Path(tmp) / "demo.txt", n=n, seed=1337))
             corpus_label = f"demo corpus ({n:,} documents, seed 1337)"
         stages = {
-            name: run_bench(name, bench_args(name, corpus, args.quick), timeout, Path(tmp))
+            name: run_bench(
+                name, bench_args(name, corpus, args.quick, args.busy), timeout, Path(tmp)
+            )
             for name in STAGES
         }
     report = {
@@ -94,6 +103,7 @@ def main() -> None:
         "machine_info": machine,
         "started": started,
         "quick": args.quick,
+        "busy": args.busy,
         "corpus": corpus_label,
         "figures": [
             dict(row, **figure_context(machine))
@@ -163,9 +173,9 @@ def figure_context(machine: dict[str, Any]) -> dict[str, Any]:
 # --- running one bench -------------------------------------------------------------------------
 
 
-def bench_args(name: str, corpus: str, quick: bool) -> list[str]:
-    """The bench's flags: the corpus, the device (generation, serving: the best one here) and
-    --quick. bench_serve trains its tokenizer on the demo corpus whatever the corpus."""
+def bench_args(name: str, corpus: str, quick: bool, busy: bool = False) -> list[str]:
+    """The bench's flags: the corpus, the device (generation, serving: the best one here),
+    --quick and --busy. bench_serve trains its tokenizer on the demo corpus whatever the corpus."""
     given = {
         "tokenizer": ["--data", corpus],
         "dataset": ["--data", corpus],
@@ -173,7 +183,8 @@ def bench_args(name: str, corpus: str, quick: bool) -> list[str]:
         "generate": ["--device", "auto"],
         "serve": ["--device", "auto"],
     }[name]
-    return given + (QUICK_ARGS[name] if quick else [])
+    busy_flag = ["--busy"] if busy and name in BUSY_STAGES else []
+    return given + (QUICK_ARGS[name] if quick else []) + busy_flag
 
 
 def run_bench(name: str, args: list[str], timeout: float, tmp: Path) -> dict[str, Any]:
@@ -333,19 +344,49 @@ def train_rows(r: dict[str, Any], stage: dict[str, Any]) -> list[dict[str, Any]]
         ]  # fmt: skip
     if r.get("mfu_nominal"):
         rows.append(row("train", "MFU (datasheet peak)", r["mfu_nominal"], "", device, dtype))
+    if r.get("fraction_of_model_shapes_peak") is not None:
+        rows += [
+            row("train", f"fraction of {peak_dtype} peak, square matmul",
+                r["fraction_of_square_peak"], "", device, dtype,
+                f"square peak {show(r['square_peak_flops'], 'FLOP/s')}"),
+            row("train", f"fraction of {peak_dtype} peak, model's matmul shapes",
+                r["fraction_of_model_shapes_peak"], "", device, dtype,
+                f"best of the model's nn.Linear shapes: "
+                f"{show(r['model_shapes_peak_flops'], 'FLOP/s')}"),
+        ]  # fmt: skip
+    busy = r.get("busy")
+    if busy:
+        rows += [
+            row("train", "tokens/s, one busy process", busy["tokens_per_s"], "tokens/s", device,
+                dtype, f"{busy['threads_chosen']}; quiet: {r['quiet']['threads_chosen']}"),
+            row("train", "busy / quiet tokens/s", r["busy_over_quiet"], "", device, dtype,
+                f"target >= 0.5; busy fraction of {peak_dtype} peak {busy['fraction_of_peak']}"),
+        ]  # fmt: skip
     return rows
 
 
 def generate_rows(r: dict[str, Any], stage: dict[str, Any]) -> list[dict[str, Any]]:
     runs = sorted(r["runs"], key=lambda run: (not run["kv_cache"], run["batch"]))
-    return [
+    device, dtype = r["device"], r.get("dtype", "float32")
+    rows = [
         row("generate", f"tokens/s, batch {run['batch']}, "
             f"{'cached' if run['kv_cache'] else 'uncached'}", run["tokens_per_s"], "tokens/s",
-            r["device"], r.get("dtype", "float32"),
-            f"{run['new_tokens']} new tokens, {run['ms_per_step']} ms/step, "
-            f"{_threads(r['torch_threads'])}")
+            device, dtype, f"{run['new_tokens']} new tokens, {run['ms_per_step']} ms/step, "
+            f"{_threads(run.get('threads', r['torch_threads']))}")
         for run in runs
     ]  # fmt: skip
+    if r.get("fraction_of_bandwidth") is not None:
+        bw, per_token = r["memory_bandwidth"], r["bytes_per_token_batch1"]
+        rows.append(row("generate", "fraction of memory bandwidth, batch 1",
+                        r["fraction_of_bandwidth"], "", device, dtype,
+                        f"{per_token['total'] / 1e6:.1f} MB read per token; read "
+                        f"{bw['read_gb_s']} GB/s ({_threads(bw['threads'])})"))  # fmt: skip
+    for run in (r.get("busy") or {}).get("runs", []):
+        ratio = r["busy_over_quiet"][f"batch{run['batch']}"]
+        note = f"{ratio:.2f}x quiet (target >= 0.5); {run['threads_chosen']}"
+        rows.append(row("generate", f"tokens/s, batch {run['batch']}, cached, one busy process",
+                        run["tokens_per_s"], "tokens/s", device, dtype, note))  # fmt: skip
+    return rows
 
 
 def serve_rows(r: dict[str, Any], stage: dict[str, Any]) -> list[dict[str, Any]]:
@@ -362,6 +403,12 @@ def serve_rows(r: dict[str, Any], stage: dict[str, Any]) -> list[dict[str, Any]]
             note = f"{rate / alone:.2f}x 1 client; {note}" if alone else note
         figure = f"aggregate tokens/s, {n} client{'' if n == 1 else 's'}"
         note += f"; server {threads}"
+        rows.append(row("serve", figure, rate, "tokens/s", r["device"], r["dtype"], note))
+    for run in r.get("busy_runs", []):
+        n, ratio = run["clients"], r["busy_over_quiet"][str(run["clients"])]
+        figure = f"aggregate tokens/s, {n} client{'' if n == 1 else 's'}, one busy process"
+        note = f"{ratio}x quiet (target >= 0.5); server {r['threads_chosen']}"
+        rate = run["aggregate_tokens_per_s"]
         rows.append(row("serve", figure, rate, "tokens/s", r["device"], r["dtype"], note))
     return rows
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ONE_THREAD
 
 from jobgpt.demo_corpus import write_demo_corpus
@@ -23,7 +24,8 @@ EXPECTED = {
     "train": {"tokens/s", "text bytes/s", "achieved model FLOP/s"},
     "generate": {
         f"tokens/s, batch {batch}, {kind}" for batch in (1, 8) for kind in ("cached", "uncached")
-    },
+    }
+    | {"fraction of memory bandwidth, batch 1"},
     "serve": {"aggregate tokens/s, 1 client", "aggregate tokens/s, 8 clients"},
 }
 
@@ -75,6 +77,12 @@ def test_quick_run_writes_every_stage_with_machine_fields(tmp_path: Path) -> Non
     # the fraction is taken against the peak in the trainer's own compute dtype
     assert train["peak_dtype"] == dtype
     assert {f"matmul peak ({dtype})", f"fraction of {dtype} peak"} <= set(train_figures)
+    shapes = {f"fraction of {dtype} peak, square matmul", f"fraction of {dtype} peak, model's "
+              "matmul shapes"}  # fmt: skip
+    assert shapes <= set(train_figures)
+    # the peak at the model's own shapes: one per distinct nn.Linear (qkv, proj, fc, head ...)
+    assert len(train["matmul_shapes"]) >= 5 and train["matmul_shapes"][0]["name"] == "square"
+    assert train["threads_chosen"] and train["busy"] is None  # no --busy here
     assert train_figures["tokens/s"]["dtype"] == dtype
     assert report["stages"]["dataset"]["peak_rss_mib"] > 0
     # the serve stage: a real server, 1 and 8 streamed clients, every token counted
@@ -115,3 +123,35 @@ def test_machine_slug_is_filesystem_safe() -> None:
     assert slug({**cpu, "cpu_model": name}) == "intel-xeon-platinum-8375c-2-90ghz-8c"
     assert slug({**cpu, "cpu_model": "Apple M3 Pro"}) == "apple-m3-pro-8c"
     assert slug({**cpu, "gpu": "NVIDIA H200", "gpu_count": 1}) == "nvidia-h200"
+
+
+@pytest.mark.parametrize("stage", ["train", "generate"])
+def test_busy_runs_quiet_then_beside_a_busy_process(tmp_path: Path, stage: str) -> None:
+    """--busy: both conditions in one JSON, with the threads chosen in each; the busy process
+    is the bench's own and gone when it ends."""
+    run_all = load_run_all()
+    corpus = write_demo_corpus(tmp_path / "demo.txt", n=120, seed=7)
+    args = run_all.bench_args(stage, str(corpus), quick=True, busy=True)
+    if stage == "generate":
+        args += ["--batches", "1", "--uncached-batches"]
+    proc = subprocess.run(
+        [sys.executable, str(RUN_ALL.parent / f"bench_{stage}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ONE_THREAD,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = run_all.parse_json(proc.stdout)
+    assert result["machine"]["cpu_model"] and result["dtype"]
+    busy, quiet = result["busy"], result["quiet"]
+    assert busy["threads"] >= 1 and quiet["threads"] >= 1
+    assert busy["threads_chosen"] and quiet["threads_chosen"]
+    assert result["busy_over_quiet"] and result["targets_met"]["busy>=0.5x_quiet"] is not None
+    if stage == "train":
+        assert busy["tokens_per_s"] > 0 and busy["fraction_of_peak"] > 0
+    else:
+        assert busy["tokens_per_s_batch1"] > 0 and busy["fraction_of_bandwidth"] > 0
+        assert result["fraction_of_bandwidth"] > 0
+    rows = run_all.stage_rows(stage, {"status": "ok", "result": result})
+    assert any("busy" in r["figure"] for r in rows), rows

@@ -15,6 +15,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
+from jobgpt import sampling, threads
 from jobgpt.checkpoint import save_checkpoint
 from jobgpt.commands import command
 from jobgpt.config import DEFAULT_NUM_SAMPLES, GenerateConfig, ModelConfig
@@ -364,6 +365,35 @@ def test_greedy_with_num_samples_typed_draws_them_and_warns_once(
     assert len(done) == n and len({c.text for c in done}) == 1
     warnings = [r for r in caplog.records if "deterministic" in r.message]
     assert [r.levelno for r in warnings] == [logging.WARNING]
+
+
+def test_threads_flag_pins_the_decoding_threads(
+    tmp_path: Path, tok: Tokenizer, capsys, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--threads 1` runs every decoding step on one thread, whatever torch had before, and the
+    summary line says so; without it the steps are timed (told in the summary too)."""
+    seen: list[int] = []
+    real_sample_next = sampling.sample_next
+
+    def spy(*args, **kwargs) -> torch.Tensor:  # runs inside each decoding step
+        seen.append(torch.get_num_threads())
+        return real_sample_next(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "sample_next", spy)
+    monkeypatch.setattr(threads, "_threads_before_policies", None)  # as in a fresh process
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with caplog.at_level(logging.INFO, logger="jobgpt.generate"):
+            greedy_run(tmp_path, tok, capsys, threads=1)
+            greedy_run(tmp_path, tok, capsys, threads=0)
+    finally:
+        torch.set_num_threads(before)
+    pinned, measured = [r.getMessage() for r in caplog.records if "tokens/s" in r.getMessage()]
+    assert seen[:6] == [1] * 6  # max_new_tokens 6 (greedy_run)
+    assert seen[6:10] == [2] * 4  # measuring: the probe starts at the 2 threads torch had
+    assert pinned.endswith("threads: 1 thread (pinned by --threads)")
+    assert "threads: " in measured and "pinned" not in measured
 
 
 # --- bad inputs ---------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 
+from jobgpt import threads
 from jobgpt.threads import ThreadPolicy
 
 
@@ -124,6 +126,76 @@ def test_does_nothing_on_a_gpu(device: str) -> None:
     policy = ThreadPolicy(max_threads=2, probe_steps=1, clock=clock, device=device)
     assert set(run(policy, clock, 10, one_is_faster)) == {2}
     assert not policy.measured and "GPU" in policy.describe()
+
+
+def test_training_settings_skip_the_first_step_and_decide_in_two() -> None:
+    """The first training step (allocations, compilation) is slow whatever the count: untimed."""
+    clock = FakeClock()
+    policy = ThreadPolicy.for_training(max_threads=2, clock=clock)
+    assert (policy.probe_steps, policy.recheck_every) == (2, 50)
+    first = iter([10.0])  # a first step at 2 threads ten times slower than 1 thread's steps
+    used = run(policy, clock, 10, lambda t, rows: next(first, one_is_faster(t, rows)))
+    assert used[:5] == [2, 2, 2, 1, 1] and set(used[5:]) == {1} and not policy.probing
+    assert policy.measured == pytest.approx({2: 0.003, 1: 0.001})
+
+    clock, policy = FakeClock(), ThreadPolicy.for_training(max_threads=2, clock=clock)
+    first = iter([10.0])
+    run(policy, clock, 10, lambda t, rows: next(first, more_is_faster(t, rows)))
+    assert policy.threads == 2  # the slow first step did not count against 2 threads
+
+
+def test_training_rechecks_every_50_steps() -> None:
+    clock = FakeClock()
+    policy = ThreadPolicy.for_training(max_threads=2, clock=clock)
+    used = run(policy, clock, 1 + 4 + 50 + 4, one_is_faster)
+    assert used[5:55] == [1] * 50 and used[55:59] == [2, 2, 1, 1]
+
+
+def test_pinned_and_measured_from_the_flag() -> None:
+    """--threads 0 measures, --threads N pins (for training and decoding alike)."""
+    for make in (ThreadPolicy.for_training, ThreadPolicy.for_decoding):
+        assert make(0).pinned is None and make(None).pinned is None
+        assert make(3).pinned == 3 and make(3).threads == 3
+    assert ThreadPolicy.for_decoding(0).probe_steps == ThreadPolicy().probe_steps
+    assert ThreadPolicy.for_training(max_threads=2).probing  # until its first probe has chosen
+    assert not ThreadPolicy.for_training(1).probing  # pinned: nothing to measure
+    assert not ThreadPolicy.for_training(device="cuda").probing
+    assert "training steps" in ThreadPolicy.for_training(max_threads=2).describe()
+
+
+def test_logs_one_line_when_the_choice_is_new(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    policy = ThreadPolicy.for_training(max_threads=2, clock=clock)
+    with caplog.at_level(logging.INFO, logger="jobgpt.threads"):
+        run(policy, clock, 1 + 4 + 60, one_is_faster)  # settles on 1; re-check: 1 again
+        first = [r.getMessage() for r in caplog.records]
+        run(policy, clock, 60, more_is_faster)  # quiet again: the re-check moves to 2
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert first == ["training threads: 1 thread (measured: 3 ms/token at 2, 1 at 1)"]
+    assert lines[1:] == ["training threads: 2 threads (measured: 0.5 ms/token at 2, 1 at 1), was 1"]
+
+
+def test_a_quiet_policy_logs_its_choice_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """Under streamed text (`jobgpt generate`) the choice is told in the final summary only."""
+    clock = FakeClock()
+    policy = ThreadPolicy(max_threads=2, probe_steps=2, clock=clock, log_level=logging.DEBUG)
+    with caplog.at_level(logging.DEBUG, logger="jobgpt.threads"):
+        run(policy, clock, 10, one_is_faster)
+    assert policy.settled == 1 and caplog.records
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_a_later_policy_may_use_the_threads_torch_had_before_any_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Training settled on 1 thread must not cap the generation after it (`jobgpt demo`) at 1."""
+    monkeypatch.setattr(threads, "_threads_before_policies", None)
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    training = ThreadPolicy.for_training(max_threads=2, clock=clock)
+    run(training, clock, 10, one_is_faster)
+    assert training.threads == 1 and torch.get_num_threads() == 1
+    assert ThreadPolicy.for_decoding().max_threads == 2
 
 
 def test_the_engine_reports_its_threads() -> None:

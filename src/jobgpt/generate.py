@@ -22,6 +22,7 @@ from jobgpt.errors import InputError, JobGPTError
 from jobgpt.generator import DOC_CUT, Completion, Piece, TextGenerator
 from jobgpt.postings import record_text
 from jobgpt.textfile import read_all_text
+from jobgpt.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def run(cfg: GenerateConfig) -> list[Completion]:
     prompt, echo = build_prompt(cfg, gen, doc)
     num_samples = samples_to_draw(cfg)
     printer = SamplePrinter(num_samples, cfg.stream, echo=echo)
+    # --threads N pins; 0 measures. The choice is told in the summary below, not mid-stream.
+    threads = ThreadPolicy.for_decoding(cfg.threads, gen.device, log_level=logging.DEBUG)
     start = time.perf_counter()
     ends: list[Piece] = []
     for piece in gen.stream(
@@ -59,6 +62,7 @@ def run(cfg: GenerateConfig) -> list[Completion]:
         repetition_penalty=cfg.repetition_penalty,
         stop=cfg.stop,
         seed=cfg.seed,
+        threads=threads,
     ):
         printer.feed(piece)
         if piece.finish_reason:
@@ -66,12 +70,13 @@ def run(cfg: GenerateConfig) -> list[Completion]:
     seconds = time.perf_counter() - start
     tokens = sum(p.n_tokens for p in ends)
     logger.info(
-        "%d sample(s), %d tokens in %.1fs (%.0f tokens/s) on %s",
+        "%d sample(s), %d tokens in %.1fs (%.0f tokens/s) on %s; threads: %s",
         num_samples,
         tokens,
         seconds,
         tokens / max(seconds, 1e-9),
         gen.device,
+        threads.describe(),
     )
     ends.sort(key=lambda p: p.row)
     return [

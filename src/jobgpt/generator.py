@@ -28,14 +28,15 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from jobgpt.architectures import Model
 from jobgpt.checkpoint import load_model
 from jobgpt.checks import check_generation
 from jobgpt.config import GenerateConfig
 from jobgpt.errors import ConfigError
-from jobgpt.model import GPT
 from jobgpt.qa import ANSWER_END, EOT, PAD, build_qa_prompt
 from jobgpt.sampling import generate_tokens
 from jobgpt.streaming import REPLACEMENT_CHAR, IncrementalDecoder, StopStrings
+from jobgpt.threads import ThreadPolicy
 from jobgpt.tokenizer import special_id
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class SampleText:
 class TextGenerator:
     """A model plus the tokenizer it was trained with: prompts in, streamed text out."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer) -> None:
+    def __init__(self, model: Model, tokenizer: Tokenizer) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.eot_id = special_id(tokenizer, EOT)
@@ -258,12 +259,14 @@ class TextGenerator:
         stop: Sequence[str] = (),
         seed: int = _DEFAULTS.seed,
         use_cache: bool = True,
+        threads: ThreadPolicy | None = None,
     ) -> Iterator[Piece]:
         """Generate `num_samples` continuations of `prompt` as one batch, yielding text pieces.
 
         A text prompt is encoded with `prepare` (token healing); a `Prompt` is used as given.
         Each sample ends with exactly one piece carrying its finish_reason. The same seed gives the
-        same text (on the same device); temperature 0 ignores the seed.
+        same text (on the same device); temperature 0 ignores the seed. `threads` chooses the
+        CPU threads of the decoding steps (`jobgpt.threads`); None leaves torch's as they are.
         """
         check_generation(num_samples, max_new_tokens, stop)
         if isinstance(prompt, str):
@@ -281,6 +284,7 @@ class TextGenerator:
             generator=torch.Generator(device=self.device).manual_seed(seed),
             use_cache=use_cache,
             first_allowed=prompt.first_allowed,
+            threads=threads,
         )
         for step in steps:
             for sample, token_id in zip(samples, step.tolist(), strict=True):

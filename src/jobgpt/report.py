@@ -66,6 +66,7 @@ class RunFacts:
     checkpoint_world_size: int = 1  # processes that trained the checkpoint
     changes: tuple[str, ...] = ()  # settings changed from the checkpoint's, as "lr 1 -> 2"
     documents_fit: str = ""  # "62% of training documents fit the 256-token context"
+    threads: str = ""  # CPU thread policy: "2 threads (to be measured on the first steps)"
 
 
 def startup_report(
@@ -81,7 +82,8 @@ def startup_report(
     )
     lines = [
         f"{head} (preset {cfg.preset})",  # on resume, the checkpoint's (resume_config)
-        f"device: {facts.device} x {facts.world_size} process(es)",
+        f"device: {facts.device} x {facts.world_size} process(es)"
+        + (f"; CPU threads: {facts.threads}" if facts.threads else ""),
         f"precision: {facts.dtype} — {facts.dtype_why}",
         f"compile: {facts.compile_why}",
         f"model: {model.arch}, {facts.params / 1e6:.2f} M parameters — {model.n_layer} layers, "

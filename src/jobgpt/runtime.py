@@ -312,3 +312,18 @@ def keep_freed_memory() -> str | None:
     if mallopt(m_mmap_max, 0) != 1 or mallopt(m_trim_threshold, -1) != 1:
         return None
     return "freed memory kept for reuse (glibc mallopt): no page faults after the first steps"
+
+
+def rank_batch(
+    draw: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    sampler: np.random.Generator,
+    batch_size: int,
+    dist: Dist,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's `batch_size` rows of one global batch of training windows, drawn by
+    `draw(rows, sampler)`: every rank draws the same global batch (samplers seeded alike) and
+    takes its own rows."""
+    x, y = draw(batch_size * dist.world_size, sampler)
+    mine = slice(dist.rank * batch_size, (dist.rank + 1) * batch_size)
+    return to_device(x[mine], device), to_device(y[mine], device)

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from jobgpt.architectures import Model
 from jobgpt.checks import check_sampling
-from jobgpt.model import GPT, KVCache
+from jobgpt.model import KVCache
+
+if TYPE_CHECKING:
+    from jobgpt.threads import ThreadPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +91,7 @@ class ContextWindow:
     docstring for the rule).
     """
 
-    def __init__(self, model: GPT, batch_size: int, use_cache: bool = True) -> None:
+    def __init__(self, model: Model, batch_size: int, use_cache: bool = True) -> None:
         self.model = model
         self.block_size = model.config.block_size
         self.keep = max(1, self.block_size // 2)
@@ -152,7 +157,7 @@ def as_batch(
 
 @torch.inference_mode()
 def generate_tokens(
-    model: GPT,
+    model: Model,
     prompt_ids: torch.Tensor | Sequence[Sequence[int]],
     max_new_tokens: int,
     *,
@@ -164,6 +169,7 @@ def generate_tokens(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     first_allowed: torch.Tensor | None = None,
+    threads: ThreadPolicy | None = None,
 ) -> Iterator[torch.Tensor]:
     """Sample up to `max_new_tokens` tokens after each prompt, one step at a time.
 
@@ -173,7 +179,9 @@ def generate_tokens(
     steps. The model should be in eval mode (dropout off). The repetition penalty counts only
     generated tokens, not the prompt: answers must be free to copy names from the posting.
     `first_allowed`, a (V,) bool mask, limits the first new token to those ids (token healing,
-    see `jobgpt.generator.TextGenerator.prepare`).
+    see `jobgpt.generator.TextGenerator.prepare`). `threads` times each step (its rows: the
+    batch) and sets the CPU threads it runs with (`jobgpt.threads`); the caller's own work
+    between steps is not timed.
     """
     check_sampling(temperature, top_k, top_p, repetition_penalty)
     device = model.tok_emb.weight.device
@@ -187,6 +195,8 @@ def generate_tokens(
     window = ContextWindow(model, batch, use_cache)
     new = tokens.size(1)  # the first forward pass is the prefill of the whole prompt
     for step_index in range(max_new_tokens):
+        if threads is not None:
+            threads.before_step()
         logits = window.logits(tokens, new)  # (B, V)
         if step_index == 0 and first_allowed is not None:
             logits = logits.masked_fill(~first_allowed.to(device), float("-inf"))
@@ -194,6 +204,8 @@ def generate_tokens(
             logits = penalize_repetition(logits, seen, repetition_penalty)
         next_ids = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
         step = next_ids.cpu()  # the one device sync per step: callers need the ids anyway
+        if threads is not None:
+            threads.after_step(batch)
         yield step.masked_fill(finished, -1)
         finished |= torch.isin(step, stops)
         if finished.all():

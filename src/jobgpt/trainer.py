@@ -54,14 +54,14 @@ from jobgpt.optim import (
 from jobgpt.precision import choose_dtype
 from jobgpt.qa import EOT
 from jobgpt.runtime import (
-    Dist,
     StopRequests,
     autocast_context,
     describe_device,
     init_distributed,
-    to_device,
+    rank_batch,
     wrap_model,
 )
+from jobgpt.threads import ThreadPolicy
 from jobgpt.tokenizer import special_id, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class Trainer:
         # The loop's state: where this session ends, the divergence flag (a device tensor, read
         # only when logging), the last step written to ckpt.pt (-1: none) and the last warning.
         self.stop_requests = StopRequests()
+        self.threads = ThreadPolicy.for_training(cfg.threads, self.device)  # CPU threads per step
         self.end_step = cfg.max_steps
         self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
         self._saved_step = -1
@@ -164,6 +165,7 @@ class Trainer:
         """One optimizer step over `grad_accum` micro-batches. Returns the mean loss as a device
         tensor, not synchronised: call `.item()` only when the number is needed."""
         cfg = self.cfg
+        self.threads.before_step()
         apply_schedule(self.optimizer, self.step, cfg, self.pace.budget_used())
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
@@ -182,6 +184,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        self.threads.after_step(self.tokens_per_step)
         self.step += 1
         self.tokens_seen += self.tokens_per_step
         loss = total / cfg.grad_accum
@@ -344,6 +347,7 @@ def log_startup_report(
     bins, eval_sets = trainer.bins, trainer.eval_sets
     facts = report.RunFacts(
         device=describe_device(trainer.device),
+        threads=trainer.threads.describe() if trainer.threads.enabled else "",
         world_size=trainer.dist.world_size,
         dtype=str(trainer.dtype).removeprefix("torch."),
         dtype_why=trainer.dtype_why,
@@ -381,21 +385,6 @@ def start_files(out_dir: Path, metrics: MetricsLog, resumed_step: int | None) ->
         )
     metrics.reset(keep_through_step=resumed_step)
     return replacing
-
-
-def rank_batch(
-    draw: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
-    sampler: np.random.Generator,
-    batch_size: int,
-    dist: Dist,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's `batch_size` rows of one global batch of training windows, drawn by
-    `draw(rows, sampler)`: every rank draws the same global batch (samplers seeded alike) and
-    takes its own rows."""
-    x, y = draw(batch_size * dist.world_size, sampler)
-    mine = slice(dist.rank * batch_size, (dist.rank + 1) * batch_size)
-    return to_device(x[mine], device), to_device(y[mine], device)
 
 
 def same_split(saved: dict[str, Any], ours: dict[str, Any]) -> bool:
