@@ -1,10 +1,11 @@
-"""`jobgpt export`: transformers loads the export offline and computes what our GPT computes.
+"""`jobgpt export`: transformers loads the export offline and computes what our model computes.
 
 Real parts throughout: a tokenizer trained here, checkpoints saved as training saves them, the
-export stage run as the CLI runs it, and transformers' own GPT-2 loading the result. The model
-shapes are the presets' (m4 with fewer layers, to stay fast), plus bias=False, with a tiny
-vocabulary; every weight is perturbed off its init, so zero biases or unit LayerNorms cannot hide
-a wrong mapping.
+export stage run as the CLI runs it, and transformers' own GPT-2 (`--arch gpt`) and Qwen3
+(`--arch modern`) loading the result. The model shapes are the presets' (m4 and modern with fewer
+layers, to stay fast), plus bias=False, a tied modern head and another rotary base, with a tiny
+vocabulary; every weight is perturbed off its init, so zero biases, unit norms or the modern
+model's zero-initialised projections and head cannot hide a wrong mapping.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tokenizers import Tokenizer
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from jobgpt.architectures import Model, build_model
 from jobgpt.checkpoint import save_checkpoint
 from jobgpt.cli import main
 from jobgpt.config import ModelConfig
 from jobgpt.errors import CheckpointError, JobGPTError
 from jobgpt.export import load_safetensors_export
-from jobgpt.model import GPT
+from jobgpt.modern import NORM_EPS, mlp_hidden
 from jobgpt.presets import TRAIN_PRESETS
 from jobgpt.qa import ANSWER_END, EOT, PAD, QA_MARKERS, format_qa_document
 from jobgpt.sampling import generate_tokens
@@ -53,14 +56,19 @@ TEXTS = [
     "",
 ]
 
-# The three presets' model shapes, and the tiny one without biases.
+# The presets' model shapes, the tiny one without biases, and modern ones: the modern preset's
+# (untied head) and a tiny one with a tied head and another rotary base.
 M4 = {**asdict(ModelConfig()), "n_layer": 2}  # m4 is the dataclass defaults; 2 of its 6 layers
+TINY = TRAIN_PRESETS["tiny"]["model"]
 ARCHS: dict[str, dict[str, Any]] = {
     "m4": M4,
-    "tiny": TRAIN_PRESETS["tiny"]["model"],
+    "tiny": TINY,
     "demo": TRAIN_PRESETS["demo"]["model"],
-    "tiny-no-bias": {**TRAIN_PRESETS["tiny"]["model"], "bias": False},
+    "tiny-no-bias": {**TINY, "bias": False},
+    "modern": {**M4, **TRAIN_PRESETS["modern"]["model"]},
+    "modern-tied-tiny": {**TINY, "arch": "modern", "tied_head": True, "rope_theta": 500.0},
 }
+MODERN = ["modern", "modern-tied-tiny"]
 assert TRAIN_PRESETS["m4"] == {}, "m4 is ModelConfig's defaults: update M4 if it gets its own"
 
 
@@ -69,18 +77,20 @@ def tok() -> Tokenizer:
     return train_tokenizer(CORPUS, vocab_size=400, min_frequency=1)
 
 
-def random_model(tok: Tokenizer, arch: dict[str, Any], seed: int = 0) -> GPT:
-    """A GPT with every parameter moved off its init (biases nonzero, LayerNorms not unit)."""
+def random_model(tok: Tokenizer, arch: dict[str, Any], seed: int = 0) -> Model:
+    """A model with every parameter moved off its init (biases nonzero, norms not unit, the
+    modern model's zero-initialised matrices and head nonzero)."""
     torch.manual_seed(seed)
     config = ModelConfig(**{**arch, "vocab_size": tok.get_vocab_size()})
-    model = GPT(config)
+    model = build_model(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.add_(torch.randn_like(p) * (0.2 if "ln" in name or name.endswith("bias") else 0.06))
+            norm_or_bias = "ln" in name or "norm" in name or name.endswith("bias")
+            p.add_(torch.randn_like(p) * (0.2 if norm_or_bias else 0.06))
     return model.eval()
 
 
-def save(path: Path, model: GPT, tok: Tokenizer, **extra: Any) -> Path:
+def save(path: Path, model: Model, tok: Tokenizer, **extra: Any) -> Path:
     """A checkpoint as training writes it (the parts export reads)."""
     info = {
         "json": tok.to_str(),
@@ -98,13 +108,15 @@ def export(ckpt: Path, out: Path, fmt: str = "hf", **more: Any) -> Path:
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))
-def exported(request, tok: Tokenizer, tmp_path_factory) -> tuple[GPT, Any, Path]:
+def exported(request, tok: Tokenizer, tmp_path_factory) -> tuple[Model, Any, Path]:
     """(our model, transformers' model loaded from the hf export, the export directory)."""
     root = tmp_path_factory.mktemp(request.param)
     model = random_model(tok, ARCHS[request.param])
     out = export(save(root / "ckpt.pt", model, tok), root / "hf")
-    hf = AutoModelForCausalLM.from_pretrained(out).eval()
-    return model, hf, out
+    hf, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    # Every weight found its place: none left at transformers' random init, none ignored.
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    return model, hf.eval(), out
 
 
 def batch_ids(tok: Tokenizer, length: int, seed: int = 1) -> torch.Tensor:
@@ -141,14 +153,15 @@ def test_transformers_greedy_generation_equals_ours(exported, tok: Tokenizer) ->
     assert theirs == [t for t in ours if t >= 0]  # -1: finished (at <|endoftext|>)
 
 
+@pytest.mark.parametrize("arch", ["gpt", "modern"])
 def test_a_trained_model_answers_the_same_through_transformers(
-    tok: Tokenizer, tmp_path: Path
+    arch: str, tok: Tokenizer, tmp_path: Path
 ) -> None:
     """A model that memorised EXAMPLE: both answer the question with the memorised answer,
     token for token, and stop at <|endoftext|>."""
     eot = tok.token_to_id(EOT)
     ids = [eot, *tok.encode(EXAMPLE).ids, eot]
-    model = random_model(tok, {**ARCHS["tiny"], "block_size": len(ids)})
+    model = random_model(tok, {**TINY, "arch": arch, "block_size": len(ids)})
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     x, y = torch.tensor([ids[:-1]]), torch.tensor([ids[1:]])
@@ -172,11 +185,11 @@ def test_a_trained_model_answers_the_same_through_transformers(
 
 
 def test_exported_tokenizer_gives_our_ids_and_decodes_losslessly(exported, tok: Tokenizer) -> None:
-    _, _, out = exported
+    model, _, out = exported
     hf_tok = AutoTokenizer.from_pretrained(out)
     assert (hf_tok.eos_token_id, hf_tok.bos_token_id) == (tok.token_to_id(EOT),) * 2
     assert hf_tok.pad_token_id == tok.token_to_id(PAD)
-    assert hf_tok.model_max_length == json.loads((out / "config.json").read_text())["n_positions"]
+    assert hf_tok.model_max_length == model.config.block_size
     for text in TEXTS:
         ids = tok.encode(text).ids
         assert hf_tok(text)["input_ids"] == ids  # no BOS/EOS added behind the user's back
@@ -251,11 +264,37 @@ def test_export_directory_config_generation_config_and_card(
         assert fact in card, fact
 
 
+@pytest.mark.parametrize("arch", MODERN)
+def test_modern_exports_as_qwen3_config_weights_and_card(
+    arch: str, tok: Tokenizer, tmp_path: Path
+) -> None:
+    model = random_model(tok, ARCHS[arch])
+    c = model.config
+    out = export(save(tmp_path / "ckpt.pt", model, tok), tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "qwen3" and config["architectures"] == ["Qwen3ForCausalLM"]
+    assert (config["hidden_size"], config["intermediate_size"]) == (c.n_embd, mlp_hidden(c.n_embd))
+    assert config["num_attention_heads"] == config["num_key_value_heads"] == c.n_head
+    assert config["head_dim"] == c.n_embd // c.n_head and config["rms_norm_eps"] == NORM_EPS
+    assert config["max_position_embeddings"] == c.block_size
+    assert config["tie_word_embeddings"] is c.tied and config["hidden_act"] == "silu"
+    assert config["attention_bias"] is False and config["use_sliding_window"] is False
+    assert AutoConfig.from_pretrained(out).rope_parameters["rope_theta"] == c.rope_theta
+    weights = load_file(out / "model.safetensors")
+    assert ("lm_head.weight" in weights) is not c.tied  # a tied head is transformers' to tie
+    assert len(weights) == len(model.state_dict()) - c.tied
+    assert "model.layers.0.self_attn.q_norm.weight" in weights
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    card = (out / "README.md").read_text(encoding="utf-8")
+    for fact in ("Qwen3-architecture", "- qwen3", "rotary positions", "vLLM", "convert_hf_to_gguf"):
+        assert fact in card, fact
+
+
 # --- --format safetensors ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["m4", "tiny-no-bias"])
-def test_safetensors_export_round_trips_into_our_gpt(
+@pytest.mark.parametrize("arch", ["m4", "tiny-no-bias", *MODERN])
+def test_safetensors_export_round_trips_into_our_model(
     arch: str, tok: Tokenizer, tmp_path: Path
 ) -> None:
     model = random_model(tok, ARCHS[arch])
@@ -263,7 +302,8 @@ def test_safetensors_export_round_trips_into_our_gpt(
     assert json.loads((out / "config.json").read_text()) == asdict(model.config)
     loaded, loaded_tok = load_safetensors_export(out)
     assert loaded.config == model.config
-    assert loaded.head.weight is loaded.tok_emb.weight  # still tied
+    assert type(loaded) is type(model)
+    assert (loaded.head.weight is loaded.tok_emb.weight) is model.config.tied  # tied as before
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     ids = batch_ids(tok, 40)

@@ -1,14 +1,20 @@
 """`jobgpt export`: a checkpoint as a directory other tools load, written atomically.
 
-``--format hf`` writes a HuggingFace ``transformers`` GPT-2 model directory: our architecture *is*
-GPT-2's (pre-LayerNorm blocks, learned positions, tied head, erf GELU), so only the parameter
-names change, and GPT-2's Conv1D layers store their weight transposed relative to nn.Linear. A
-model trained with ``bias=False`` exports zero biases, which computes exactly the same thing.
+``--format hf`` writes a HuggingFace ``transformers`` model directory of the architecture the
+checkpoint's model already is, so only the parameter names change:
+
+- ``--arch gpt``: GPT-2 (pre-LayerNorm blocks, learned positions, tied head, erf GELU). GPT-2's
+  Conv1D layers store their weight transposed relative to nn.Linear. A model trained with
+  ``bias=False`` exports zero biases, which computes exactly the same thing.
+- ``--arch modern``: Qwen3 (``Qwen3ForCausalLM``; the mapping is in `jobgpt.export_qwen3`), an
+  architecture that serving and conversion tools such as vLLM and llama.cpp support too.
+
 ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` then load
 it offline; transformers itself is not needed to write it.
 
 ``--format safetensors`` writes our own parameter names and ModelConfig, for loading back into
-this package's GPT without a checkpoint's optimizer state (`load_safetensors_export`).
+this package's model of either arch without a checkpoint's optimizer state
+(`load_safetensors_export`).
 
 Either way the files go into a hidden temp directory beside ``--out`` that is renamed into place
 at the end, so ``--out`` is always a whole export or absent, never half of one.
@@ -28,10 +34,12 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from tokenizers import Tokenizer
 
+from jobgpt.architectures import Model, build_model
 from jobgpt.checkpoint import load_model
 from jobgpt.commands import command
 from jobgpt.config import ExportConfig, ModelConfig
 from jobgpt.errors import CheckpointError, JobGPTError
+from jobgpt.export_qwen3 import qwen3_config, qwen3_state_dict
 from jobgpt.files import (
     check_output,
     exclusive,
@@ -40,6 +48,7 @@ from jobgpt.files import (
     temp_path,
 )
 from jobgpt.model import GPT
+from jobgpt.modern import ModernGPT
 from jobgpt.qa import ANSWER_END, EOT, PAD
 from jobgpt.tokenizer import special_id
 
@@ -133,11 +142,11 @@ def write_directory(out: Path, files: Files, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-# --- HuggingFace transformers (GPT-2) -----------------------------------------------------------
+# --- HuggingFace transformers (GPT-2, or Qwen3 in export_qwen3) -------------------------------
 
 
-def hf_files(model: GPT, tokenizer: Tokenizer, ckpt: dict[str, Any], source: str) -> Files:
-    """The files of a transformers GPT-2 model directory."""
+def hf_files(model: Model, tokenizer: Tokenizer, ckpt: dict[str, Any], source: str) -> Files:
+    """The files of a transformers model directory: GPT-2 for `--arch gpt`, Qwen3 for modern."""
     c = model.config
     eot, pad = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
     # The QA markers are not listed as additional_special_tokens: tokenizer.json already makes
@@ -155,9 +164,13 @@ def hf_files(model: GPT, tokenizer: Tokenizer, ckpt: dict[str, Any], source: str
     }
     # No max_length: transformers warns on every generate(max_new_tokens=...) when it is set.
     generation = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": pad}
+    if isinstance(model, ModernGPT):
+        config, weights = qwen3_config(c, eot, pad), qwen3_state_dict(model)
+    else:
+        config, weights = gpt2_config(c, eot, pad), gpt2_state_dict(model)
     return {
-        "config.json": _json(gpt2_config(c, eot, pad)),
-        WEIGHTS: safetensors_bytes(gpt2_state_dict(model), metadata={"format": "pt"}),
+        "config.json": _json(config),
+        WEIGHTS: safetensors_bytes(weights, metadata={"format": "pt"}),
         "tokenizer.json": tokenizer.to_str(),
         "tokenizer_config.json": _json(tokenizer_config),
         "special_tokens_map.json": _json(special),
@@ -222,13 +235,15 @@ def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
 # --- our own names -------------------------------------------------------------------------------
 
 
-def safetensors_files(model: GPT, tokenizer: Tokenizer, ckpt: dict[str, Any], source: str) -> Files:
-    """Our parameter names and ModelConfig: `load_safetensors_export` rebuilds the GPT."""
-    # safetensors refuses tensors that share memory: the tied head is rebuilt on load instead.
+def safetensors_files(
+    model: Model, tokenizer: Tokenizer, ckpt: dict[str, Any], source: str
+) -> Files:
+    """Our parameter names and ModelConfig: `load_safetensors_export` rebuilds the model."""
+    # safetensors refuses tensors that share memory: a tied head is rebuilt on load instead.
     state = {
         name: t.detach().to("cpu").contiguous()
         for name, t in model.state_dict().items()
-        if name != "head.weight"
+        if not (name == "head.weight" and model.config.tied)
     }
     return {
         "config.json": _json(asdict(model.config)),
@@ -238,8 +253,9 @@ def safetensors_files(model: GPT, tokenizer: Tokenizer, ckpt: dict[str, Any], so
     }
 
 
-def load_safetensors_export(directory: str | Path) -> tuple[GPT, Tokenizer]:
-    """The GPT (eval mode, CPU) and tokenizer of a `jobgpt export --format safetensors` dir."""
+def load_safetensors_export(directory: str | Path) -> tuple[Model, Tokenizer]:
+    """The model (GPT or ModernGPT, as its config's arch; eval mode, CPU) and tokenizer of a
+    `jobgpt export --format safetensors` directory."""
     directory = Path(directory)
     fix = f"point it at a directory written by `{command('export', '--format', 'safetensors')}`"
     missing = [
@@ -250,8 +266,10 @@ def load_safetensors_export(directory: str | Path) -> tuple[GPT, Tokenizer]:
     try:
         config = ModelConfig(**json.loads((directory / "config.json").read_text("utf-8")))
         state = load_file(directory / WEIGHTS)
-        model = GPT(config)
-        model.load_state_dict({**state, "head.weight": state["tok_emb.weight"]})
+        model = build_model(config)
+        if config.tied:
+            state["head.weight"] = state["tok_emb.weight"]
+        model.load_state_dict(state)
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     except Exception as err:  # bad JSON, foreign config keys, wrong shapes, a damaged file
         detail = (str(err).splitlines() or [""])[0][:200]
@@ -271,23 +289,38 @@ def load_safetensors_export(directory: str | Path) -> tuple[GPT, Tokenizer]:
 
 # --- the model card ------------------------------------------------------------------------------
 
+# arch -> (architecture name, model card tag, how it knows positions and what that means for
+# the context length).
+_CARD_ARCH = {
+    "gpt": ("GPT-2", "gpt2", "learned positions: prompt plus new tokens must fit in it"),
+    "modern": (
+        "Qwen3",
+        "qwen3",
+        "rotary positions: transformers runs past it, but the model never trained on longer "
+        "text, so keep prompt plus new tokens within it",
+    ),
+}
 
-def model_card(model: GPT, ckpt: dict[str, Any], source: str, fmt: str) -> str:
+
+def model_card(model: Model, ckpt: dict[str, Any], source: str, fmt: str) -> str:
     """README.md: what the model is, how it was trained (as far as the checkpoint says), and
     how to load it."""
     c = model.config
+    name, tag, _ = _CARD_ARCH[c.arch]
+    modern = "jobgpt's `--arch modern`; " if c.arch == "modern" else ""
     lines = [
         "---\nlanguage:\n- ko\nlibrary_name: " + ("transformers" if fmt == "hf" else "jobgpt"),
-        "pipeline_tag: text-generation\ntags:\n- jobgpt\n- gpt2\n- korean\n---\n",
+        f"pipeline_tag: text-generation\ntags:\n- jobgpt\n- {tag}\n- korean\n---\n",
         "# jobgpt: a small Korean job-posting GPT\n",
-        f"A GPT-2-architecture language model ({model.num_params() / 1e6:.1f}M parameters: "
-        f"{c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, context {c.block_size} tokens, "
-        f"vocabulary {c.vocab_size:,}) trained from scratch with jobgpt on job postings. "
-        f"Exported from `{source}` with `jobgpt export --format {fmt}`.\n",
+        f"A {name}-architecture language model ({modern}{model.num_params() / 1e6:.1f}M "
+        f"parameters: {c.n_layer} layers, {c.n_head} heads, width {c.n_embd}, context "
+        f"{c.block_size} tokens, vocabulary {c.vocab_size:,}, {'tied' if c.tied else 'untied'} "
+        f"head) trained from scratch with jobgpt on job postings. Exported from `{source}` with "
+        f"`jobgpt export --format {fmt}`.\n",
         "## Training\n",
         *_training_lines(ckpt),
         "\n## Use\n",
-        *(_hf_usage(c.block_size) if fmt == "hf" else _our_usage()),
+        *(_hf_usage(c) if fmt == "hf" else _our_usage()),
     ]
     return "\n".join(lines) + "\n"
 
@@ -326,7 +359,15 @@ def _training_lines(ckpt: dict[str, Any]) -> list[str]:
     return lines or ["- (the checkpoint records no training details)"]
 
 
-def _hf_usage(block_size: int) -> list[str]:
+def _hf_usage(c: ModelConfig) -> list[str]:
+    name, _, positions = _CARD_ARCH[c.arch]
+    # Said, not tested here: those tools are not dependencies of jobgpt.
+    tools = (
+        " Qwen3ForCausalLM is also an architecture vLLM serves and llama.cpp's "
+        "`convert_hf_to_gguf.py` converts."
+        if c.arch == "modern"
+        else ""
+    )
     return [
         "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
@@ -339,9 +380,10 @@ def _hf_usage(block_size: int) -> list[str]:
         "print(tokenizer.decode(out[0], skip_special_tokens=True))",
         "```\n",
         f"Start every prompt with `{EOT}`: each training document followed one. The context is "
-        f"{block_size} tokens (learned positions): prompt plus new tokens must fit in it. A "
-        f"question-answer prompt is `[QUESTION]...[/QUESTION]`, `[DOC]...[/DOC]`, then "
-        f"`[ANSWER]`; the answer ends with `{ANSWER_END}`.",
+        f"{c.block_size} tokens ({positions}). A question-answer prompt is "
+        f"`[QUESTION]...[/QUESTION]`, `[DOC]...[/DOC]`, then `[ANSWER]`; the answer ends with "
+        f"`{ANSWER_END}`.",
+        f"\nThis directory is a transformers {name} model.{tools}",
     ]
 
 
@@ -350,7 +392,7 @@ def _our_usage() -> list[str]:
         "```python",
         "from jobgpt.export import load_safetensors_export",
         "",
-        'model, tokenizer = load_safetensors_export("path/to/this/dir")  # jobgpt GPT, eval mode',
+        'model, tokenizer = load_safetensors_export("path/to/this/dir")  # jobgpt model, eval mode',
         "```",
     ]
 

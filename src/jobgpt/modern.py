@@ -54,7 +54,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, NORM_EPS)
+        # The weight in the input's dtype: under bf16 autocast a float32 weight would send
+        # torch to its slow unfused path (the fused kernel still sums squares in float32).
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), NORM_EPS)
 
 
 class Rotary(nn.Module):

@@ -123,17 +123,17 @@ def newton_schulz(
     the reference size on such a CPU); float32 everywhere else, and in the exactness tests.
     """
     a, b, c = NS_COEFFICIENTS
-    x = grad.to(dtype)
-    tall = x.size(0) > x.size(1)
+    x = grad.to(dtype)  # (rows, cols), or a stack (n, rows, cols) of same-shaped matrices
+    tall = x.size(-2) > x.size(-1)
     if tall:  # iterate on the wide side: x @ x.T is then the smaller of the two Gram matrices
-        x = x.T
+        x = x.mT
     # The Frobenius norm bounds the largest singular value, so after this all lie in [0, 1],
     # where the polynomial pushes them up toward 1 (the epsilon guards a zero gradient).
-    x = x / (x.norm() + 1e-7)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x  # p(x) on every singular value at once
-    return x.T if tall else x
+    return x.mT if tall else x
 
 
 class Muon(torch.optim.Optimizer):
@@ -165,8 +165,13 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _muon_step(self, group: dict[str, Any]) -> None:
-        """Nesterov momentum, orthogonalised, scaled so tall matrices move as much as wide."""
+        """Nesterov momentum, orthogonalised, scaled so tall matrices move as much as wide.
+        Matrices of one shape (a block's q, k, v and o; its gate and up) are orthogonalised as
+        one stack: a few large matmuls instead of many small ones. At the reference size the
+        iteration is ~100 GFLOP per step: 0.19 s in bf16 on 2 CPU cores (0.62 s in float32),
+        ~12% of a training step."""
         momentum, lr = group["momentum"], group["lr"]
+        by_shape: dict[torch.Size, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -176,12 +181,16 @@ class Muon(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.mul_(momentum).add_(p.grad)
             update = p.grad.add(buf, alpha=momentum)  # Nesterov: look one step ahead
+            by_shape.setdefault(p.shape, []).append((p, update))
+        for (rows, cols), pairs in by_shape.items():
+            ortho = newton_schulz(torch.stack([u for _, u in pairs]), dtype=self.dtype)
             # An orthogonal rows x cols matrix has entries of RMS 1/sqrt(max(rows, cols)); this
             # factor makes that 1/sqrt(cols) for tall matrices as for wide ones.
-            scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-            if group["weight_decay"]:
-                p.mul_(1.0 - lr * group["weight_decay"])
-            p.add_(newton_schulz(update, dtype=self.dtype).to(p.dtype), alpha=-lr * scale)
+            scale = max(1.0, rows / cols) ** 0.5
+            for (p, _), step in zip(pairs, ortho, strict=True):
+                if group["weight_decay"]:
+                    p.mul_(1.0 - lr * group["weight_decay"])
+                p.add_(step.to(p.dtype), alpha=-lr * scale)
 
     def _adamw_step(self, group: dict[str, Any]) -> None:
         """AdamW as torch.optim.AdamW computes it, one tensor at a time."""
