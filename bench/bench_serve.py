@@ -56,7 +56,8 @@ from typing import Any
 
 import httpx
 import torch
-from run_all import machine_info  # bench/ is on sys.path when this file runs as a script
+from busy import start_busy, stop  # bench/ is on sys.path when this file runs as a script
+from run_all import machine_info
 
 from jobgpt.checkpoint import save_checkpoint
 from jobgpt.config import ModelConfig
@@ -258,21 +259,6 @@ class Server:
 
     def stop(self) -> None:
         stop(self.proc, wait_s=20)
-
-
-def start_busy() -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    time.sleep(0.5)  # running, and spinning, before the round starts
-    return proc
-
-
-def stop(proc: subprocess.Popen, wait_s: float = 5) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --- the clients ---------------------------------------------------------------------------------

@@ -86,6 +86,8 @@ def test_flat_stall_suggests_a_higher_learning_rate() -> None:
     found = diagnose(history, patience=3, lr=3e-4)
     assert found is not None and found.kind == "stalled"
     assert "too low" in found.message and "--lr 9.0e-04" in found.message
+    with_muon = diagnose(history, patience=3, lr=3e-3, muon_lr=0.02)  # both rates move
+    assert with_muon is not None and "--lr 9.0e-03 --muon-lr 6.0e-02" in with_muon.message
 
 
 def test_plan_warns_about_many_epochs_and_few_val_windows() -> None:
@@ -245,8 +247,11 @@ def test_the_time_budget_caps_the_eta_and_ends_the_session() -> None:
     clock.now += 1.0
     assert pace.record(step=2, tokens=0)["eta_s"] == pytest.approx(58.0)  # not 998 s
     assert not pace.over_budget()
+    assert pace.budget_used() == pytest.approx(2 / 60)  # the schedule's progress by the clock
     clock.now += 58.0
     assert pace.over_budget() and pace.record(step=60, tokens=0)["eta_s"] == 0.0
+    clock.now += 5.0
+    assert pace.budget_used() == 1.0 and Pace(clock).budget_used() == 0.0  # capped; no budget
 
 
 def test_elapsed_time_adds_up_over_sessions_and_stops_between_them() -> None:

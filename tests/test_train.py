@@ -420,6 +420,24 @@ def test_impossible_heads_through_the_cli_need_no_traceback(tmp_path: Path, caps
     assert "fix: use --n-head 4 or 6" in err and "--n-embd 380 or 385" in err
 
 
+@pytest.mark.parametrize("schedule", ["wsd", "cosine"])
+def test_a_time_budgeted_run_ends_at_the_floor_learning_rate(
+    data_dir: Path, tmp_path: Path, schedule: str
+) -> None:
+    """--max-minutes is a whole run, not a cut one: the schedule's progress is the share of the
+    budget spent, so the lr reaches its floor as the minutes run out, whatever the step count."""
+    cfg = tiny(data_dir, tmp_path, max_steps=10**6, max_minutes=0.05, schedule=schedule)
+    cfg = replace(cfg, eval_interval=10**6, log_interval=1)
+    summary = run(cfg)
+    lrs = [r["lr"] for _, r in sorted(records(tmp_path, "step").items())]
+    assert "time budget" in summary["stopped"] and len(lrs) < cfg.max_steps
+    floor = cfg.lr * cfg.min_lr_ratio
+    assert lrs[-1] < floor + 0.1 * (cfg.lr - floor)  # the last step ran at (nearly) the floor
+    after_warmup = lrs[cfg.warmup_steps :]
+    assert after_warmup[0] == pytest.approx(cfg.lr, rel=0.05)  # the peak, first
+    assert all(b <= a for a, b in zip(after_warmup, after_warmup[1:], strict=False))
+
+
 def test_warmup_longer_than_the_run_is_capped_so_the_lr_is_reached(
     data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -208,9 +208,13 @@ class RunLog:
         self.history.append(entry)
         return improved
 
-    def judge(self, lr: float, early_stop: bool) -> monitor.Diagnosis | None:
+    def judge(
+        self, lr: float, early_stop: bool, muon_lr: float | None = None
+    ) -> monitor.Diagnosis | None:
         """The diagnosis of the history so far; warns when it changes, redraws loss.png."""
-        diagnosis = monitor.diagnose(self.history, self.patience, lr, early_stop=early_stop)
+        diagnosis = monitor.diagnose(
+            self.history, self.patience, lr, early_stop=early_stop, muon_lr=muon_lr
+        )
         if self.writes:
             plot_losses(self.metrics.read(), self.out_dir / "loss.png")
             kind = diagnosis.kind if diagnosis else None

@@ -171,7 +171,20 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class Decoder(nn.Module):
+    """What every architecture shares: a config, a token embedding, and the KV cache it decodes
+    with. Subclasses build their layers and define forward (see GPT.forward)."""
+
+    config: ModelConfig
+    tok_emb: nn.Embedding
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache on this model's device and dtype."""
+        like = self.tok_emb.weight
+        return KVCache(self.config, batch_size, max_len or self.config.block_size, like)
+
+
+class GPT(Decoder):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -219,11 +232,6 @@ class GPT(nn.Module):
         finish_pass(idx, cache, layer_cache, rows, n_new)
         logits = self.head(self.ln_f(x))  # (B, T, V)
         return logits, next_token_loss(logits, targets)
-
-    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        """An empty KV cache on this model's device and dtype."""
-        like = self.tok_emb.weight
-        return KVCache(self.config, batch_size, max_len or self.config.block_size, like)
 
     def num_params(self, include_position: bool = True) -> int:
         """Parameter count (the tied head counted once)."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from jobgpt.config import ModelConfig
 from jobgpt.model import (
+    Decoder,
     KVCache,
     RowPass,
     attend,
@@ -150,7 +151,7 @@ class ModernBlock(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-class ModernGPT(nn.Module):
+class ModernGPT(Decoder):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -195,11 +196,6 @@ class ModernGPT(nn.Module):
         finish_pass(idx, cache, layer_cache, rows, n_new)
         logits = self.head(self.norm(x))  # (B, T, V)
         return logits, next_token_loss(logits, targets)
-
-    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        """An empty KV cache on this model's device and dtype."""
-        like = self.tok_emb.weight
-        return KVCache(self.config, batch_size, max_len or self.config.block_size, like)
 
     def num_params(self, include_position: bool = True) -> int:
         """Parameter count (a tied head counted once); there are no position parameters."""

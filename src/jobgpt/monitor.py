@@ -83,7 +83,11 @@ class Diagnosis:
 
 
 def diagnose(
-    history: Sequence[dict[str, Any]], patience: int, lr: float, early_stop: bool = False
+    history: Sequence[dict[str, Any]],
+    patience: int,
+    lr: float,
+    early_stop: bool = False,
+    muon_lr: float | None = None,
 ) -> Diagnosis | None:
     """Look at the eval history ({"step", "train_loss", "val_loss"} per eval) for trouble.
 
@@ -91,7 +95,8 @@ def diagnose(
     evals ago by more than NOISE_Z times its noise (`val_noise`, where recorded: see
     `paired_noise`), while train loss is lower. A smaller rise says nothing about text the model
     has not seen. Stalled: neither loss beat its earlier best for
-    `patience` evals. `lr` is the configured peak learning rate, for the suggested change;
+    `patience` evals. `lr` is the configured peak learning rate (and `muon_lr` Muon's, when
+    the run uses it), for the suggested change;
     `early_stop`, whether the run already stops itself (then it is not suggested).
     """
     if patience < 1 or len(history) <= patience:
@@ -120,7 +125,7 @@ def diagnose(
             "use best.pt",
         )
     if not val_improved and not train_improved:
-        return _stalled(train, patience, lr, best_step, best_val)
+        return _stalled(train, patience, (lr, muon_lr), best_step, best_val)
     return None
 
 
@@ -140,8 +145,19 @@ def paired_noise(then: Sequence[float], now: Sequence[float]) -> float:
     return statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
+def _lr_flags(lrs: tuple[float, float | None], factor: float) -> str:
+    """ "--lr 1.0e-03", and "--muon-lr 6.7e-03" beside it when the run uses Muon."""
+    lr, muon_lr = lrs
+    flags = f"--lr {lr * factor:.1e}"
+    return flags + (f" --muon-lr {muon_lr * factor:.1e}" if muon_lr else "")
+
+
 def _stalled(
-    train: list[float], patience: int, lr: float, best_step: int, best_val: float
+    train: list[float],
+    patience: int,
+    lrs: tuple[float, float | None],
+    best_step: int,
+    best_val: float,
 ) -> Diagnosis:
     """Which way to move the learning rate: a loss that bounces means too high, flat too low."""
     recent = train[-1 - patience :]
@@ -151,7 +167,7 @@ def _stalled(
         f"(best val {best_val:.4f} at step {best_step}). "
     )
     if rises:
-        fix = f"try --lr {lr / LR_FACTOR:.1e} ({LR_FACTOR:.0f}x lower)"
+        fix = f"try {_lr_flags(lrs, 1 / LR_FACTOR)} ({LR_FACTOR:.0f}x lower)"
         return Diagnosis(
             "stalled",
             head + f"Train loss goes up and down ({rises} of {patience} evals rose): the "
@@ -160,7 +176,7 @@ def _stalled(
             f"the learning rate is probably too high: {fix}",
             1 / LR_FACTOR,
         )
-    fix = f"try --lr {lr * LR_FACTOR:.1e} ({LR_FACTOR:.0f}x higher)"
+    fix = f"try {_lr_flags(lrs, LR_FACTOR)} ({LR_FACTOR:.0f}x higher)"
     return Diagnosis(
         "stalled",
         head + f"Train loss is flat: the learning rate may be too low (학습률이 너무 낮음) — "

@@ -234,7 +234,13 @@ def run_summary(
         history,
         vocab_size=model.vocab_size,
         lr=cfg.lr,
-        diagnosis=monitor.diagnose(history, cfg.patience, cfg.lr, early_stop=cfg.early_stop),
+        diagnosis=monitor.diagnose(
+            history,
+            cfg.patience,
+            cfg.lr,
+            early_stop=cfg.early_stop,
+            muon_lr=cfg.muon_lr if cfg.optimizer == "muon" else None,
+        ),
         best_command=command("generate", "--checkpoint", Path(cfg.out_dir) / "best.pt"),
         more_steps_command=train_command(cfg, "--resume", *more),
     )

@@ -46,7 +46,6 @@ from jobgpt.optim import (
     MAX_WARMUP_PERCENT,
     apply_schedule,
     load_optimizer_state,
-    lr_at,
     make_optimizer,
     schedule_record,
     warmup_steps,
@@ -94,6 +93,7 @@ class Trainer:
         # Progress; a checkpoint overwrites it in load_state_dict.
         self.step = 0
         self.tokens_seen = 0
+        self.lr = cfg.lr  # the last step's AdamW lr (set by train_step)
         self.pace = Pace()  # throughput, elapsed time (a checkpoint's too) and ETA
         self.log = RunLog(self.out_dir, cfg.patience, writes=self.dist.is_main)
         # The loop's state: where this session ends, the divergence flag (a device tensor, read
@@ -166,7 +166,8 @@ class Trainer:
         tensor, not synchronised: call `.item()` only when the number is needed."""
         cfg = self.cfg
         self.threads.before_step()
-        apply_schedule(self.optimizer, self.step, cfg, self.pace.budget_used())
+        # the lr of this step, for the logs: with a time budget it depends on the clock
+        self.lr = cfg.lr * apply_schedule(self.optimizer, self.step, cfg, self.pace.budget_used())
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             rows = (self.draw_windows, self.sampler, cfg.batch_size)
@@ -299,8 +300,7 @@ class Trainer:
         value, diverged = self.dist.mean_and_any(loss, self._diverged)
         if diverged or not math.isfinite(value):
             raise self._divergence(value)
-        lr = lr_at(self.step - 1, self.cfg, self.pace.budget_used())
-        record = {"kind": "step", "step": self.step, "loss": value, "lr": lr}
+        record = {"kind": "step", "step": self.step, "loss": value, "lr": self.lr}
         self.log.record(record | self.pace.record(self.step, self.tokens_seen), self.cfg.max_steps)
 
     def _evaluate_and_save(self) -> bool:
@@ -311,14 +311,14 @@ class Trainer:
         losses = self.evaluate()
         if not all(math.isfinite(v) for v in losses.values()):
             raise self._divergence(losses["val_loss"])
-        lr = lr_at(self.step - 1, self.cfg, self.pace.budget_used())
-        record = {"kind": "eval", "step": self.step, **losses, "lr": lr}
+        record = {"kind": "eval", "step": self.step, **losses, "lr": self.lr}
         record.update(timing, tokens=self.tokens_seen)
         improved = self.log.add_eval(record, self._val_windows)
         # best.pt first: an interrupt between the two writes leaves ckpt.pt's history true.
         self.save(*(["best.pt"] if improved else []), "ckpt.pt")
         self.log.record(record, self.cfg.max_steps)
-        diagnosis = self.log.judge(self.cfg.lr, self.cfg.early_stop)
+        muon_lr = self.cfg.muon_lr if self.cfg.optimizer == "muon" else None
+        diagnosis = self.log.judge(self.cfg.lr, self.cfg.early_stop, muon_lr)
         self.pace.restart(self.tokens_seen)  # eval and saving time is not training time
         return diagnosis is not None and diagnosis.kind == "overfitting"
 
