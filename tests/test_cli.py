@@ -21,7 +21,7 @@ def help_of(stage: str) -> str:
 def test_train_help_shows_what_each_preset_sets() -> None:
     text = help_of("train")
     assert "(default: 16; preset tiny: 8, demo: 8)" in text  # --batch-size
-    assert "(default: 384; preset tiny: 64, demo: 192)" in text  # --n-embd, a nested setting
+    assert "(default: 384; preset tiny: 64, demo: 256)" in text  # --n-embd, a nested setting
 
 
 def test_a_value_starting_with_a_dash_gets_a_hint(capsys) -> None:

@@ -64,11 +64,13 @@ ARCHS: dict[str, dict[str, Any]] = {
     "m4": M4,
     "tiny": TINY,
     "demo": TRAIN_PRESETS["demo"]["model"],
+    # the demo preset's model before it took the modern recipe
+    "gpt-small": {"block_size": 256, "n_layer": 3, "n_head": 3, "n_embd": 192, "dropout": 0.1},
     "tiny-no-bias": {**TINY, "bias": False},
     "modern": {**M4, **TRAIN_PRESETS["modern"]["model"]},
     "modern-tied-tiny": {**TINY, "arch": "modern", "tied_head": True, "rope_theta": 500.0},
 }
-MODERN = ["modern", "modern-tied-tiny"]
+MODERN = ["demo", "modern", "modern-tied-tiny"]
 assert TRAIN_PRESETS["m4"] == {}, "m4 is ModelConfig's defaults: update M4 if it gets its own"
 
 
@@ -205,7 +207,7 @@ def test_exported_tokenizer_gives_our_ids_and_decodes_losslessly(exported, tok: 
 def test_export_directory_config_generation_config_and_card(
     tok: Tokenizer, tmp_path: Path, capsys
 ) -> None:
-    model = random_model(tok, ARCHS["demo"])
+    model = random_model(tok, ARCHS["gpt-small"])
     history = [
         {"step": 50, "train_loss": 4.0, "val_loss": 4.2},
         {"step": 100, "train_loss": 3.1, "val_loss": 3.25, "val_bpb": 1.234},
@@ -227,7 +229,7 @@ def test_export_directory_config_generation_config_and_card(
             "weight_decay": 0.1,
             "max_steps": 600,
             "dtype": "auto",
-            "model": ARCHS["demo"],
+            "model": ARCHS["gpt-small"],
         },
     )
     out = export(ckpt, tmp_path / "hf")

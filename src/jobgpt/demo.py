@@ -28,6 +28,7 @@ from jobgpt.config import (
 )
 from jobgpt.demo_corpus import run_demo_data
 from jobgpt.files import atomic_write_text
+from jobgpt.presets import TRAIN_PRESETS
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def _data_stages(cfg: DemoConfig, p: dict[str, Path]) -> None:
             "tokenizer": str(p["tokenizer"]),
             "out_dir": str(p["data_dir"]),
             "seed": cfg.seed,
+            "block_size": TRAIN_PRESETS["demo"]["model"]["block_size"],  # val holds such windows
         }
         dataset.run(make_config(DatasetConfig, values))
 

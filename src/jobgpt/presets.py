@@ -25,17 +25,35 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "eval_windows": 16,
         "early_stop": True,
     },
-    # `jobgpt demo`: the whole pipeline in about 10 minutes on 2 CPU cores. The step count fits
-    # the demo corpus (about a few epochs); the time budget guarantees the 10 minutes on slow CPUs.
+    # `jobgpt demo`: the whole pipeline in about 10 minutes on 2 CPU cores, with the modern
+    # recipe (see "modern" below). Measured on the demo corpus (30 held-out QA examples, greedy
+    # answers, fields copied from the posting): the reference GPT (3 layers, 192 wide, context
+    # 256, 600 steps) got 6.7% of the fields right and made up 86.6%; this one gets about half
+    # right (company and position ~90%). Context 512: a whole QA example (p90 365 tokens) fits,
+    # so an answer is learned with its posting in view. The time budget keeps slow CPUs at 7 min;
+    # the schedule then ends its warmdown on time.
     "demo": {
-        # block 256 so a question-answer prompt (~200 tokens) fits the context whole
-        "model": {"block_size": 256, "n_layer": 3, "n_head": 3, "n_embd": 192, "dropout": 0.1},
+        "model": {
+            "arch": "modern",
+            "block_size": 512,
+            "n_layer": 4,
+            "n_head": 4,
+            "n_embd": 256,
+            "dropout": 0.0,
+        },
         "batch_size": 8,
-        "lr": 2e-3,
+        "optimizer": "muon",
+        "muon_lr": 0.02,
+        "lr": 3e-3,
+        "schedule": "wsd",
+        "warmdown": 0.4,
+        "windows": "documents",
+        "weight_decay": 0.0,
+        "grad_clip": 0.0,
         "warmup_steps": 30,
-        "max_steps": 600,
+        "max_steps": 1200,
         "max_minutes": 7.0,
-        "eval_interval": 50,
+        "eval_interval": 100,
         "eval_windows": 32,
         "early_stop": True,
     },
