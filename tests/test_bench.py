@@ -31,6 +31,8 @@ EXPECTED = {
 
 
 def load_run_all():
+    if str(RUN_ALL.parent) not in sys.path:  # as when it runs as a script: bench/ modules import
+        sys.path.insert(0, str(RUN_ALL.parent))
     spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
