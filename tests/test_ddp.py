@@ -124,3 +124,43 @@ def test_two_processes_equal_one_process_with_the_global_batch(
     assert result.stdout.count("train: step 7") == 1
     lines = (ddp / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == len({(r["kind"], r["step"]) for r in map(json.loads, lines)})
+
+
+# A time-budgeted run under torchrun, each rank's clock running at its own pace (as real ones
+# drift): the schedule's progress and the stop must still be one for all ranks, or each would
+# step its replica with its own lr and the replicas would drift apart.
+BUDGET_DRIVER = """
+import hashlib, sys
+from jobgpt.config import TrainConfig, make_config
+from jobgpt.trainer import Trainer
+
+flags = sys.argv[1:]
+trainer = Trainer(make_config(TrainConfig, {"device": "cpu", "preset": "tiny", "batch_size": 2,
+    "data_dir": flags[flags.index("--data-dir") + 1],
+    "out_dir": flags[flags.index("--out-dir") + 1],
+    "dtype": "float32", "max_steps": 10**6, "max_minutes": 1.0, "schedule": "wsd",
+    "warmup_steps": 2, "eval_interval": 10**6, "model": MODEL}))
+
+class Ticking:
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+trainer.pace.clock = Ticking(1.0 + trainer.dist.rank)
+trainer.fit()
+weights = b"".join(p.detach().numpy().tobytes() for p in trainer.raw_model.parameters())
+print("rank", trainer.dist.rank, "step", trainer.step, hashlib.sha256(weights).hexdigest())
+trainer.close()
+"""
+
+
+def test_ranks_agree_on_a_time_budgets_lr_and_end(data_dir: Path, tmp_path: Path) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(BUDGET_DRIVER.replace("MODEL", repr(MODEL)), encoding="utf-8")
+    result = torchrun(driver, data_dir, tmp_path / "run", [])
+    ranks = sorted(line.split()[1:] for line in result.stdout.splitlines() if line[:5] == "rank ")
+    assert [r[0] for r in ranks] == ["0", "1"]
+    assert ranks[0][1:] == ranks[1][1:]  # the same number of steps and the same weights
+    assert 1 < int(ranks[0][2]) < 60  # stopped by the (faster) clock, not by max_steps

@@ -247,11 +247,25 @@ def test_the_time_budget_caps_the_eta_and_ends_the_session() -> None:
     clock.now += 1.0
     assert pace.record(step=2, tokens=0)["eta_s"] == pytest.approx(58.0)  # not 998 s
     assert not pace.over_budget()
-    assert pace.budget_used() == pytest.approx(2 / 60)  # the schedule's progress by the clock
+    assert pace.clock_progress() == pytest.approx(2 / 60)  # the schedule's progress by the clock
     clock.now += 58.0
     assert pace.over_budget() and pace.record(step=60, tokens=0)["eta_s"] == 0.0
     clock.now += 5.0
-    assert pace.budget_used() == 1.0 and Pace(clock).budget_used() == 0.0  # capped; no budget
+    assert pace.clock_progress() == 1.0 and Pace(clock).clock_progress() == 0.0  # capped; none
+
+
+def test_a_resumed_session_spreads_the_progress_left_over_its_budget() -> None:
+    clock = FakeClock()
+    pace = Pace(clock)
+    pace.progress_before = 0.6  # where the checkpoint's session got to
+    assert pace.clock_progress() == 0.6  # between sessions
+    pace.start(step=0, tokens=0, end_step=1000, budget_s=100.0)
+    clock.now += 50.0
+    assert pace.clock_progress() == pytest.approx(0.8)  # half the budget: half the rest
+    clock.now += 50.0
+    assert pace.clock_progress() == pytest.approx(1.0)
+    pace.start(step=0, tokens=0, end_step=1000)  # a session without a budget stays put
+    assert pace.clock_progress() == 0.6
 
 
 def test_elapsed_time_adds_up_over_sessions_and_stops_between_them() -> None:

@@ -139,12 +139,13 @@ def test_stop_requests_install_their_handlers_for_the_block_only() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with StopRequests() as requests:
         assert signal.getsignal(signal.SIGTERM) == requests.handle
-        assert requests.reason(Dist(), CPU, over_budget=False) is None
-        assert requests.reason(Dist(), CPU, over_budget=True, budget="budget used") == (
-            "budget used"
+        assert requests.after_step(Dist(), CPU, over_budget=False, progress=0.3) == (None, 0.3)
+        assert requests.after_step(Dist(), CPU, True, 1.0, budget="budget used") == (
+            "budget used",
+            1.0,
         )
         requests.handle(signal.SIGTERM)
-        assert requests.reason(Dist(), CPU, over_budget=True) == "stopped by SIGTERM"
+        assert requests.after_step(Dist(), CPU, True, 1.0)[0] == "stopped by SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is before
     with requests:  # the same requests in a new block (the next fit) ask afresh
         assert requests.signum is None

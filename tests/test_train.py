@@ -438,6 +438,39 @@ def test_a_time_budgeted_run_ends_at_the_floor_learning_rate(
     assert all(b <= a for a, b in zip(after_warmup, after_warmup[1:], strict=False))
 
 
+class Ticking:
+    """A clock that moves `tick` seconds each time it is read: a session's minutes pass in a
+    few steps, the same on every machine."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_a_resumed_time_budgeted_run_goes_on_down_to_the_floor_not_back_up(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A budgeted run cut off mid-warmdown (Ctrl-C, a crash) and resumed continues its
+    warmdown from where it was, over the new budget, instead of starting at the peak again."""
+    settings = {"max_steps": 10**6, "max_minutes": 1.0, "schedule": "wsd", "warmdown": 0.8}
+    first = Trainer(replace(tiny(data_dir, tmp_path, **settings), log_interval=1))
+    first.pace.clock = Ticking(1.0)
+    first.fit(steps=12)  # the session ends part-way through its minute
+    reached = load_checkpoint(tmp_path / "ckpt.pt")["clock_progress"]
+    assert 0.2 < reached <= first.progress < 1.0 and first.lr < first.cfg.lr  # in the warmdown
+    resumed = Trainer(replace(tiny(data_dir, tmp_path, resume=True, **settings), log_interval=1))
+    assert resumed.progress == reached  # from the checkpoint
+    resumed.pace.clock = Ticking(1.0)
+    resumed.fit()
+    lrs = [r["lr"] for _, r in sorted(records(tmp_path, "step").items())]
+    assert all(b <= a for a, b in zip(lrs[2:], lrs[3:], strict=False))  # never back up
+    floor = resumed.cfg.lr * resumed.cfg.min_lr_ratio
+    assert lrs[-1] < floor + 0.1 * (resumed.cfg.lr - floor)  # and down to the floor at the end
+
+
 def test_warmup_longer_than_the_run_is_capped_so_the_lr_is_reached(
     data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

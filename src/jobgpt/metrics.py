@@ -39,6 +39,7 @@ class Pace:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.elapsed_before = 0.0  # training time of earlier sessions (a checkpoint's elapsed_s)
+        self.progress_before = 0.0  # the schedule's clock progress they reached (clock_progress)
         self.end_step = 0  # where this session ends (the ETA's target)
         self.budget_s: float | None = None
         self._start: tuple[float, int] | None = None  # (time, step) of the session; None: idle
@@ -61,7 +62,8 @@ class Pace:
         self._mark = (self.clock(), tokens)
 
     def finish(self) -> None:
-        """The session ended: its time joins the run's elapsed time."""
+        """The session ended: its time joins the run's elapsed time (the trainer keeps the
+        clock progress all ranks agreed on in `progress_before`)."""
         self.elapsed_before = self.elapsed_s()
         self._start = self._steady = None
 
@@ -78,12 +80,15 @@ class Pace:
     def over_budget(self) -> bool:
         return self.budget_s is not None and self.session_s() >= self.budget_s
 
-    def budget_used(self) -> float:
-        """Share of this session's time budget spent, 0 to 1 (0 without a budget): the
-        learning-rate schedule's progress by the clock (`jobgpt.optim.lr_factor`)."""
-        if self.budget_s is None:
-            return 0.0
-        return min(self.session_s() / self.budget_s, 1.0)
+    def clock_progress(self) -> float:
+        """The learning-rate schedule's progress by the clock, 0 to 1 (`jobgpt.optim.lr_factor`):
+        the progress earlier sessions reached, then this session's time budget spreads what is
+        left, so a run resumed mid-warmdown goes on down to the floor as its new budget runs out
+        instead of climbing back to the peak. Without a budget it stays where it was."""
+        if self.budget_s is None or self._start is None:
+            return self.progress_before
+        share = min(self.session_s() / self.budget_s, 1.0)
+        return self.progress_before + (1.0 - self.progress_before) * share
 
     def record(self, step: int, tokens: int) -> dict[str, float]:
         """tokens_per_s, elapsed_s and eta_s at `step`, having seen `tokens`, for a record."""

@@ -253,21 +253,30 @@ class StopRequests:
             signal.signal(signum, handler)
         self._previous.clear()
 
-    def reason(
-        self, dist: Dist, device: torch.device, over_budget: bool, budget: str = "time budget used"
-    ) -> str | None:
-        """Why to stop after this step, or None to go on: a signal ("stopped by SIGTERM"), or
-        `budget` where the time budget ran out (`over_budget` on this rank). Under DDP all ranks
-        agree (one tiny all-reduce per step; a rank may see a signal late), so all stop
-        together; the tensor they exchange lives on `device`."""
+    def after_step(
+        self,
+        dist: Dist,
+        device: torch.device,
+        over_budget: bool,
+        progress: float,
+        budget: str = "time budget used",
+    ) -> tuple[str | None, float]:
+        """Why to stop after this step (None: go on): a signal ("stopped by SIGTERM"), or
+        `budget` where the time budget ran out (`over_budget` on this rank); and the schedule's
+        clock progress for the next step (`progress` on this rank). Under DDP all ranks agree on
+        both in one tiny all-reduce per step (the maximum: a rank may see a signal late, and its
+        clock differs), so all stop together and set the same learning rate; the tensor they
+        exchange lives on `device`."""
         code = 2 if self.signum is not None else 1 if over_budget else 0
         if dist.enabled:
-            code = int(dist.all_reduce(torch.tensor([code], device=device), op="max").item())
+            agreed = torch.tensor([code, progress], dtype=torch.float32, device=device)
+            code, progress = dist.all_reduce(agreed, op="max").tolist()
+            code = int(code)
             if code == 2 and self.signum is None:  # another rank's signal: stop as if sent here
                 self.signum = signal.SIGTERM
         if code == 2:
-            return f"stopped by {signal.Signals(self.signum).name}"
-        return budget if code == 1 else None
+            return f"stopped by {signal.Signals(self.signum).name}", progress
+        return (budget if code == 1 else None), progress
 
 
 # --- memory ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """`Trainer`: one training run of the GPT, the piece `jobgpt train` drives and tests reuse.
 
 The loop, top to bottom: pick the device and precision, open the data, build the model and AdamW,
-then repeat `train_step` (gradient accumulation, clipping, warmup + cosine LR); every
+then repeat `train_step` (gradient accumulation, clipping, the lr schedule); every
 `eval_interval` steps measure train/val loss on fixed windows, write metrics.jsonl and loss.png,
 save ckpt.pt (and best.pt when val improved), and let `jobgpt.monitor` say whether the run
 overfits or stalls. Ctrl-C, SIGTERM and the time budget stop it cleanly, saved; `--resume`
@@ -95,6 +95,7 @@ class Trainer:
         self.tokens_seen = 0
         self.lr = cfg.lr  # the last step's AdamW lr (set by train_step)
         self.pace = Pace()  # throughput, elapsed time (a checkpoint's too) and ETA
+        self.progress = 0.0  # the schedule's clock progress (`Pace.clock_progress`), agreed
         self.log = RunLog(self.out_dir, cfg.patience, writes=self.dist.is_main)
         # The loop's state: where this session ends, the divergence flag (a device tensor, read
         # only when logging), the last step written to ckpt.pt (-1: none) and the last warning.
@@ -167,7 +168,7 @@ class Trainer:
         cfg = self.cfg
         self.threads.before_step()
         # the lr of this step, for the logs: with a time budget it depends on the clock
-        self.lr = cfg.lr * apply_schedule(self.optimizer, self.step, cfg, self.pace.budget_used())
+        self.lr = cfg.lr * apply_schedule(self.optimizer, self.step, cfg, self.progress)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             rows = (self.draw_windows, self.sampler, cfg.batch_size)
@@ -209,9 +210,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
-            "schedule": schedule_record(self.cfg, self.step, self.pace.budget_used()),
+            "schedule": schedule_record(self.cfg, self.step, self.progress),
             "tokens_seen": self.tokens_seen,
             "elapsed_s": self.pace.elapsed_s(),
+            "clock_progress": self.progress,
             "rng": rng if rng is not None else [ckpt_io.rng_state(self.device)],  # one per rank
             "sampler": self.sampler.bit_generator.state,
             "world_size": self.dist.world_size,
@@ -231,6 +233,8 @@ class Trainer:
         self.step = state["step"]
         self.tokens_seen = state["tokens_seen"]
         self.pace.elapsed_before = state["elapsed_s"]
+        self.progress = state.get("clock_progress", 0.0)  # older checkpoints have none
+        self.pace.progress_before = self.progress
         self.log.load(state["monitor"])
         self.sampler.bit_generator.state = state["sampler"]
         rngs = state["rng"]
@@ -262,6 +266,7 @@ class Trainer:
         self.end_step = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         first = self.step + 1  # the session's first step is always logged
         self.pace.start(self.step, self.tokens_seen, self.end_step, cfg.max_minutes * 60)
+        self.progress = self.pace.clock_progress()  # agreed by all ranks after every step
         budget = f"time budget of {cfg.max_minutes:g} minutes used"
         stopped: str | None = None
         with self.stop_requests as requests:
@@ -276,9 +281,11 @@ class Trainer:
                     if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                         if self._evaluate_and_save() and cfg.early_stop:
                             stopped = EARLY_STOP
-                    stopped = stopped or requests.reason(
-                        self.dist, self.device, self.pace.over_budget(), budget
+                    progress = self.pace.clock_progress()
+                    verdict, self.progress = requests.after_step(
+                        self.dist, self.device, self.pace.over_budget(), progress, budget
                     )
+                    stopped = stopped or verdict
             except KeyboardInterrupt:  # a second Ctrl-C: out at once; the last finished save stands
                 logger.warning("quit at once: %s", report.kept_text(cfg, self._saved_step))
                 raise
@@ -292,6 +299,7 @@ class Trainer:
         if requests.signum is not None:  # also when it came during the last eval or save
             stopped = f"stopped by {signal.Signals(requests.signum).name}"
         self.pace.finish()
+        self.pace.progress_before = self.progress
         return report.run_summary(cfg, self.log.history, self.step, self.model_config, stopped)
 
     def _log_step(self, loss: torch.Tensor) -> None:
