@@ -145,6 +145,35 @@ def test_an_untied_head_stays_on_adamw() -> None:
     assert all(name.startswith("blocks.") for name in groups["muon"])
 
 
+def test_embed_lr_gives_an_untied_embedding_its_own_group_and_schedule() -> None:
+    model = tiny_model(arch="modern")
+    cfg = train_cfg(optimizer="muon", lr=3e-3, embed_lr=0.2, warmup_steps=0)
+    optimizer = make_optimizer(model, cfg, CPU)
+    *_, (kind, names) = group_names(model, optimizer)
+    assert (kind, names) == ("adamw", {"tok_emb.weight"})
+    assert all("tok_emb.weight" not in n for _, n in group_names(model, optimizer)[:-1])
+    apply_schedule(optimizer, 0, cfg)
+    assert optimizer.param_groups[-1]["lr"] == pytest.approx(0.2)  # scheduled from its peak
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(3e-3)
+
+
+def test_embed_lr_leaves_a_tied_embedding_at_lr() -> None:
+    """A tied embedding is the head too: it stays in the AdamW group at --lr."""
+    model = tiny_model(arch="modern", tied_head=True)
+    plain = make_optimizer(model, train_cfg(optimizer="muon"), CPU)
+    own = make_optimizer(model, train_cfg(optimizer="muon", embed_lr=0.2), CPU)
+    assert group_names(model, own) == group_names(model, plain)
+
+
+def test_a_resume_with_another_embed_lr_split_says_so() -> None:
+    model = tiny_model(arch="modern")
+    before = make_optimizer(model, train_cfg(optimizer="muon"), CPU)
+    train(model, before, train_cfg(optimizer="muon"), range(1))
+    after = make_optimizer(model, train_cfg(optimizer="muon", embed_lr=0.2), CPU)
+    with pytest.raises(CheckpointError, match="--embed-lr"):
+        load_optimizer_state(after, saved(before))
+
+
 def test_adamw_keeps_the_reference_optimizer_with_a_peak_lr() -> None:
     optimizer = make_optimizer(tiny_model(), train_cfg(lr=1e-3), CPU)
     assert type(optimizer) is torch.optim.AdamW

@@ -168,6 +168,7 @@ def check_training(cfg: Any) -> None:
         max_minutes=cfg.max_minutes,
         grad_clip=cfg.grad_clip,
         weight_decay=cfg.weight_decay,
+        embed_lr=cfg.embed_lr,
         log_interval=cfg.log_interval,
         threads=cfg.threads,
     )

@@ -161,6 +161,9 @@ class TrainConfig(Checked):
         "adamw", "adamw, or muon (Muon for the blocks' matrices, AdamW at --lr for the rest)"
     )
     muon_lr: float = arg(0.02, "peak learning rate of the Muon matrices (--optimizer muon)")
+    embed_lr: float = arg(
+        0.0, "peak learning rate of an untied token embedding under --optimizer muon (0 = --lr)"
+    )
     schedule: str = arg(
         "cosine",
         "cosine (warmup, cosine decay) or wsd (warmup, constant, linear warmdown at the end)",

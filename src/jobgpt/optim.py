@@ -227,7 +227,8 @@ def is_muon_matrix(name: str, p: torch.Tensor) -> bool:
 def muon_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Muon's param groups: the blocks' matrices, then AdamW with and without weight decay."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # tied head once
-    rest = [p for n, p in named if not is_muon_matrix(n, p)]
+    embedding = _own_lr_embedding(model, cfg)
+    rest = [p for n, p in named if not is_muon_matrix(n, p) and p is not embedding]
     adamw = {"kind": "adamw", "peak_lr": cfg.lr, "lr": cfg.lr, "betas": (cfg.beta1, cfg.beta2)}
     groups = [
         # No weight decay on Muon's matrices by default: its updates have a fixed size, so the
@@ -243,7 +244,22 @@ def muon_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]
         {**adamw, "params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {**adamw, "params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0},
     ]
+    if embedding is not None:
+        lr = {"peak_lr": cfg.embed_lr, "lr": cfg.embed_lr}
+        groups.append({**adamw, **lr, "params": [embedding], "weight_decay": cfg.weight_decay})
     return [g for g in groups if g["params"]]
+
+
+def _own_lr_embedding(model: torch.nn.Module, cfg: TrainConfig) -> torch.Tensor | None:
+    """The token embedding when --embed-lr gives it its own learning rate: an untied embedding
+    is only looked up, one row per token, so its rows see few updates and take a far larger
+    lr than the head (nanochat trains its embedding at ~50x its head's lr). A tied one is the
+    head too, and keeps --lr."""
+    emb = getattr(model, "tok_emb", None)
+    head = getattr(model, "head", None)
+    if cfg.embed_lr <= 0 or emb is None or (head is not None and head.weight is emb.weight):
+        return None
+    return emb.weight
 
 
 def make_optimizer(
@@ -282,8 +298,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     override this run's flags."""
     if group_kinds(state["param_groups"]) != group_kinds(optimizer.param_groups):
         raise CheckpointError(
-            "the checkpoint's optimizer state belongs to another --optimizer than this run's",
-            "resume with the --optimizer it was trained with (its train_config says which)",
+            "the checkpoint's optimizer state has other parameter groups than this run's "
+            "(another --optimizer, or --embed-lr set in one and not the other)",
+            "resume with the --optimizer and --embed-lr it was trained with (its train_config "
+            "says which)",
         )
     ours = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     optimizer.load_state_dict(state)

@@ -153,6 +153,8 @@ def optimizer_text(cfg: TrainConfig, facts: RunFacts) -> str:
         shape = f"cosine down to {floor} ({until})"
     if cfg.optimizer == "muon":
         name = f"Muon lr {cfg.muon_lr:g} on the blocks' matrices, AdamW lr {cfg.lr:g} on the rest"
+        if cfg.embed_lr > 0 and not cfg.model.tied:
+            name += f" ({cfg.embed_lr:g} on the token embedding)"
     else:
         name = f"AdamW lr {cfg.lr:g}"
     return (
