@@ -28,10 +28,11 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # `jobgpt demo`: the whole pipeline in about 10 minutes on 2 CPU cores, with the modern
     # recipe (see "modern" below). Measured on the demo corpus (30 held-out QA examples, greedy
     # answers, fields copied from the posting): the reference GPT (3 layers, 192 wide, context
-    # 256, 600 steps) got 6.7% of the fields right and made up 86.6%; this one gets about half
-    # right (company and position ~90%). Context 512: a whole QA example (p90 365 tokens) fits,
-    # so an answer is learned with its posting in view. The time budget keeps slow CPUs at 7 min;
-    # the schedule then ends its warmdown on time.
+    # 256, 600 steps) got 6.7% of the fields right and made up 86.6%; this one gets 41-49% right
+    # (company and position 73-100%; it has not learned to copy numbers: bench/copy_probe.py).
+    # Context 512: a whole QA example (p90 365 tokens) fits, so an answer is learned with its
+    # posting in view. --embed-lr 0.2: val 0.136 bits/byte against 0.147. The time budget keeps
+    # slow CPUs at 7 min; the schedule then ends its warmdown on time.
     "demo": {
         "model": {
             "arch": "modern",
