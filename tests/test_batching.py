@@ -10,10 +10,12 @@ import pytest
 
 from jobgpt.batching import (
     DocumentWindows,
+    copy_drills,
     document_lengths,
     document_starts,
     fit_shares,
     fit_text,
+    mix_in_copy_drills,
 )
 from jobgpt.errors import DataError
 
@@ -162,3 +164,33 @@ def test_reads_a_memmapped_bin(tmp_path: Path, dtype: type) -> None:
 def test_a_stream_without_documents_is_refused() -> None:
     with pytest.raises(DataError, match="no document"):
         DocumentWindows(np.array([EOT], np.uint16), EOT, block_size=8)
+
+
+def check_copy_drill(x: np.ndarray, y: np.ndarray) -> int:
+    """A drill row: the first copy's targets ignored, every later one the token after its twin
+    one period back. Returns the period."""
+    period = int((y == -1).sum())
+    assert (y[:period] == -1).all(), "the ignored targets are the first copy's"
+    assert np.array_equal(y[period:], x[1 : len(x) - period + 1])
+    return period
+
+
+@pytest.mark.parametrize("block_size", [9, 10, 512])
+def test_copy_drills_repeat_random_tokens_and_score_only_what_copying_predicts(
+    block_size: int,
+) -> None:
+    x, y = copy_drills(64, block_size, (300, 8000), np.random.default_rng(0))
+    assert x.shape == y.shape == (64, block_size) and x.dtype == y.dtype == np.int64
+    assert x.min() >= 300 and x.max() < 8000
+    assert len(np.unique(x)) > min(7700, 32 * block_size) // 2  # random, not a few ids
+    periods = {check_copy_drill(xr, yr) for xr, yr in zip(x, y, strict=True)}
+    assert periods == {(block_size + 2) // 2}  # the twin half a row back
+
+
+def test_mixing_in_copy_drills_replaces_that_share_of_rows_and_keeps_the_rest() -> None:
+    x = np.arange(80, dtype=np.int64).reshape(8, 10)
+    y = x + 1
+    mx, my = mix_in_copy_drills(x.copy(), y.copy(), 0.25, (300, 8000), np.random.default_rng(3))
+    drills = (my == -1).any(axis=1)
+    assert drills.sum() == 2 and (mx[drills] >= 300).all()
+    assert np.array_equal(mx[~drills], x[~drills]) and np.array_equal(my[~drills], y[~drills])

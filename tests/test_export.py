@@ -57,7 +57,7 @@ TEXTS = [
 ]
 
 # The presets' model shapes, the tiny one without biases, and modern ones: the modern preset's
-# (untied head) and a tiny one with a tied head and another rotary base.
+# (untied head), the demo's (tied) and a tiny one with a tied head and another rotary base.
 M4 = {**asdict(ModelConfig()), "n_layer": 2}  # m4 is the dataclass defaults; 2 of its 6 layers
 TINY = TRAIN_PRESETS["tiny"]["model"]
 ARCHS: dict[str, dict[str, Any]] = {

@@ -15,9 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import ONE_THREAD, build_data, records, tiny
+from test_batching import check_copy_drill
 
 from jobgpt import report
 from jobgpt.checkpoint import load_checkpoint, train_config
@@ -469,6 +471,36 @@ def test_a_resumed_time_budgeted_run_goes_on_down_to_the_floor_not_back_up(
     assert all(b <= a for a, b in zip(lrs[2:], lrs[3:], strict=False))  # never back up
     floor = resumed.cfg.lr * resumed.cfg.min_lr_ratio
     assert lrs[-1] < floor + 0.1 * (resumed.cfg.lr - floor)  # and down to the floor at the end
+
+
+def test_copy_warmup_drills_first_then_text_evaluated_only_after_and_resumes_exactly(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--copy-warmup N: the first N steps train on copying drills, the rest on text (with
+    --copy-share of the rows still drills); evals (and the overfitting judge) see only
+    text-trained models; a resume inside the drills goes on exactly as an uninterrupted run."""
+    settings = {"max_steps": 10, "copy_warmup": 5, "copy_share": 0.5, **MODERN}
+    with caplog.at_level("INFO", logger="jobgpt"):
+        straight = run(tiny(data_dir, tmp_path / "straight", **settings))
+    assert "copying drills" in caplog.text and "copy warm-up done at step 5" in caplog.text
+    assert sorted(records(tmp_path / "straight", "eval")) == [8, 10]  # none during the drills
+    assert straight["step"] == 10 and straight["best_step"] in (8, 10)
+
+    first = Trainer(tiny(data_dir, tmp_path / "split", **settings))
+    x, y = first.draw_windows(2, first.sampler)  # step 0: a drill, the repeat scored alone
+    for row_x, row_y in zip(x, y, strict=True):
+        check_copy_drill(row_x, row_y)
+    first.sampler = np.random.default_rng(first.cfg.seed)  # as if nothing had been drawn
+    first.fit(steps=3)
+    resumed = Trainer(tiny(data_dir, tmp_path / "split", resume=True, **settings))
+    resumed.fit()
+    wa = load_checkpoint(tmp_path / "straight" / "ckpt.pt")["model"]
+    wb = load_checkpoint(tmp_path / "split" / "ckpt.pt")["model"]
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6)
+    resumed.step = 5
+    x, y = resumed.draw_windows(4, resumed.sampler)  # from step 5 on: text, half the rows drills
+    assert sorted((y == -1).any(axis=1).tolist()) == [False, False, True, True]
 
 
 def test_warmup_longer_than_the_run_is_capped_so_the_lr_is_reached(

@@ -184,3 +184,42 @@ class DocumentWindows:
         flat = self.tokens[np.maximum(offsets, 0)].astype(np.int64)
         flat[offsets < 0] = self.eot_id  # the first document's virtual EOT
         return flat.reshape(len(rows), self.block_size + 1)
+
+
+def copy_drills(
+    batch_size: int, block_size: int, token_ids: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_size`` rows of a copying drill: half a row of random token ids from
+    ``token_ids`` = (low, high), shown twice. The targets of the first half are -1 (ignored:
+    random tokens teach nothing), so the loss is on the repeat alone.
+
+    Why: answering from a posting means copying its numbers, addresses and e-mails: attending
+    to the right earlier token (*where*) and writing that token's own id (*what*). Plain text
+    teaches the *what* only after far more tokens than a laptop run sees. Here *where* is as
+    easy as it gets (always the same distance back), so the drills teach the *what* in a few
+    hundred steps; text then teaches where to look. Measured on the demo (README, "Evaluate"):
+    with a varied distance per row, 300 steps of drills teach nothing.
+    x, y int64 (B, T) as `DocumentWindows.sample` gives them."""
+    low, high = token_ids
+    half = (block_size + 2) // 2  # two halves make the block_size + 1 tokens of x and y
+    drawn = rng.integers(low, high, size=(batch_size, half))
+    rows = np.concatenate([drawn, drawn], axis=1)[:, : block_size + 1]
+    x, y = rows[:, :-1].copy(), rows[:, 1:].copy()
+    # y[t] = row[t + 1]: the first half's tokens, and the repeat's first (nothing says where
+    # the repeat starts), are unpredictable; from there on each is the one after its twin.
+    y[:, :half] = -1
+    return x, y
+
+
+def mix_in_copy_drills(
+    x: np.ndarray, y: np.ndarray, share: float, token_ids: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The batch with round(share * rows) of its rows, chosen at random, replaced by copying
+    drills: after the warm-up on drills alone, a few keep the copying the text does not ask
+    for often enough to keep (measured on the demo: without them the answers stop copying)."""
+    batch, block_size = x.shape
+    if share == 0:
+        return x, y  # and the generator untouched: batches as in a run without drills
+    rows = rng.choice(batch, size=round(share * batch), replace=False)
+    x[rows], y[rows] = copy_drills(len(rows), block_size, token_ids, rng)
+    return x, y

@@ -169,6 +169,7 @@ def check_training(cfg: Any) -> None:
         grad_clip=cfg.grad_clip,
         weight_decay=cfg.weight_decay,
         embed_lr=cfg.embed_lr,
+        copy_warmup=cfg.copy_warmup,
         log_interval=cfg.log_interval,
         threads=cfg.threads,
     )
@@ -184,6 +185,12 @@ def check_training(cfg: Any) -> None:
         (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)"),
         (cfg.muon_lr > 0, f"--muon-lr must be a positive number, got {cfg.muon_lr}"),
         (0 <= cfg.warmdown <= 1, f"--warmdown must be in [0, 1], got {cfg.warmdown}"),
+        (0 <= cfg.copy_share < 1, f"--copy-share must be in [0, 1), got {cfg.copy_share}"),
+        (
+            cfg.copy_warmup < cfg.max_steps,
+            f"--copy-warmup ({cfg.copy_warmup}) must be below --max-steps ({cfg.max_steps}): "
+            "the drills only prepare the model for the text steps after them",
+        ),
         (
             not (cfg.resume and cfg.overwrite),
             "--resume and --overwrite contradict each other",

@@ -174,6 +174,14 @@ class TrainConfig(Checked):
         "random (windows anywhere in the token stream) or documents (each window starts at a "
         "document, shorter documents packed behind it)",
     )
+    copy_warmup: int = arg(
+        0,
+        "train the first N steps on copying drills (random tokens shown twice), not text: "
+        "teaches the model to copy from its context, so answers quote the posting",
+    )
+    copy_share: float = arg(
+        0.0, "after --copy-warmup, this share of each batch's rows stays copying drills"
+    )
     # evaluation and monitoring
     eval_interval: int = arg(100, "evaluate train/val loss (and save checkpoints) every N steps")
     log_interval: int = arg(10, "one progress line every N steps between evals (0 = evals only)")

@@ -137,8 +137,15 @@ def windows_text(cfg: TrainConfig, facts: RunFacts) -> str:
     """How training windows are drawn, and how many documents fit one whole."""
     fit = f" ({facts.documents_fit})" if facts.documents_fit else ""
     if cfg.windows == "documents":
-        return f"windows start at documents, short ones packed behind{fit}"
-    return f"windows anywhere in the token stream{fit}"
+        text = f"windows start at documents, short ones packed behind{fit}"
+    else:
+        text = f"windows anywhere in the token stream{fit}"
+    if cfg.copy_warmup:
+        drills = "random tokens shown twice, loss on the repeat: they teach copying"
+        text = f"the first {cfg.copy_warmup:,} steps copying drills ({drills}), then {text}"
+    if cfg.copy_share:
+        text += f"; {cfg.copy_share * 100:g}% of the rows copying drills"
+    return text
 
 
 def optimizer_text(cfg: TrainConfig, facts: RunFacts) -> str:
@@ -174,6 +181,13 @@ def warmup_text(cfg: TrainConfig, facts: RunFacts) -> str:
 
 
 # --- during and after the run ------------------------------------------------------------------
+
+
+def copy_warmup_done_text(step: int) -> str:
+    return (
+        f"copy warm-up done at step {step:,}: text from here on (the logged loss was the "
+        "copying drills'; evals start now)"
+    )
 
 
 def kept_text(cfg: TrainConfig, saved_step: int) -> str:

@@ -10,11 +10,8 @@ continues bit for bit.
 Under torchrun each process trains on its own slice of one global batch (NCCL on GPUs, gloo on
 CPUs), DDP averages the gradients, rank 0 alone logs and writes files.
 
-`Trainer(cfg)` builds (or resumes) a run, `train_step()` takes one optimizer step,
-`evaluate()` measures the fixed windows, `save()` writes a checkpoint and `fit()` runs the loop
-with all of the above. What the run says to the user is worded in `jobgpt.report`; devices,
-distribution and signals are `jobgpt.runtime`'s, the choice of precision `jobgpt.precision`'s,
-the optimizer and its schedule `jobgpt.optim`'s.
+Wording is `jobgpt.report`'s; devices, distribution and signals `jobgpt.runtime`'s, precision
+`jobgpt.precision`'s, the optimizer and its schedule `jobgpt.optim`'s, batches `jobgpt.batching`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import gc
 import logging
 import math
 import signal
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -36,7 +32,7 @@ from tokenizers import Tokenizer
 from jobgpt import checkpoint as ckpt_io
 from jobgpt import report
 from jobgpt.architectures import build_model
-from jobgpt.batching import DocumentWindows, fit_text
+from jobgpt.batching import DocumentWindows, copy_drills, fit_text, mix_in_copy_drills
 from jobgpt.bins import TokenBins, eval_windows, open_data, target_bytes
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
@@ -61,7 +57,7 @@ from jobgpt.runtime import (
     wrap_model,
 )
 from jobgpt.threads import ThreadPolicy
-from jobgpt.tokenizer import special_id, tokenizer_sha256
+from jobgpt.tokenizer import RESERVED_IDS, special_id, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +87,7 @@ class Trainer:
         self.dtype, self.dtype_why = choose_dtype(self.device, cfg.dtype)
         self._build_model()
         # Progress; a checkpoint overwrites it in load_state_dict.
-        self.step = 0
-        self.tokens_seen = 0
+        self.step, self.tokens_seen = 0, 0
         self.lr = cfg.lr  # the last step's AdamW lr (set by train_step)
         self.pace = Pace()  # throughput, elapsed time (a checkpoint's too) and ETA
         self.progress = 0.0  # the schedule's clock progress (`Pace.clock_progress`), agreed
@@ -140,15 +135,20 @@ class Trainer:
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * block * self.dist.world_size
         self.eval_sets = eval_windows(self.bins, block, cfg.eval_windows)
         self.val_bytes = target_bytes(self.tokenizer, self.eval_sets["val"][1])
-        # Training windows: random slices of the stream, or document-aligned rows.
         self.documents = DocumentWindows(
             self.bins.tokens["train"], special_id(self.tokenizer, EOT), block
         )
-        self.draw_windows: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
-        if cfg.windows == "documents":
-            self.draw_windows = self.documents.sample
+
+    def draw_windows(self, rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Copying drills for the first --copy-warmup steps, then text (--copy-share drills)."""
+        block, ids = self.model_config.block_size, (RESERVED_IDS, self.bins.vocab_size)
+        if self.step < self.cfg.copy_warmup:  # a step's number is the same on every rank
+            return copy_drills(rows, block, ids, rng)
+        if self.cfg.windows == "documents":
+            x, y = self.documents.sample(rows, rng)
         else:
-            self.draw_windows = lambda rows, rng: self.bins.sample_batch("train", rows, block, rng)
+            x, y = self.bins.sample_batch("train", rows, block, rng)
+        return mix_in_copy_drills(x, y, self.cfg.copy_share, ids, rng)
 
     def _build_model(self) -> None:
         """Model, optimizer and loss scaler. Model init and dropout draw from torch's generator
@@ -278,7 +278,11 @@ class Trainer:
                         self.step % cfg.log_interval == 0 or self.step == first
                     ):
                         self._log_step(loss)
-                    if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                    if self.step == cfg.copy_warmup:  # evals measure text: they start now
+                        logger.info("%s", report.copy_warmup_done_text(self.step))
+                    elif self.step > cfg.copy_warmup and (
+                        self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps
+                    ):
                         if self._evaluate_and_save() and cfg.early_stop:
                             stopped = EARLY_STOP
                     progress = self.pace.clock_progress()
