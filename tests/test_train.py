@@ -388,14 +388,21 @@ def test_non_numeric_flags_are_rejected_by_the_cli(flags, needle, capsys) -> Non
     assert "usage:" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--copy-share", "1"], "--copy-share must be in [0, 1), got 1.0"),
+        (["--copy-warmup", "-1"], "--copy-warmup must be >= 0, got -1"),
+        (["--copy-warmup", "50", "--max-steps", "50"], "--copy-warmup (50) must be below"),
+    ],
+)
 def test_out_of_range_values_are_config_errors_through_the_cli(
-    data_dir: Path, tmp_path: Path, capsys
+    data_dir: Path, tmp_path: Path, capsys, flags: list[str], needle: str
 ) -> None:
-    code = main(
-        ["train", "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--batch-size", "0"]
-    )
+    code = main(["train", "--data-dir", str(data_dir), "--out-dir", str(tmp_path), *flags])
     err = capsys.readouterr().err
-    assert code == 1 and "error: --batch-size must be at least 1, got 0" in err and "fix:" in err
+    assert code == 1 and f"error: {needle}" in err and "fix:" in err
 
 
 @pytest.mark.parametrize(

@@ -197,7 +197,7 @@ def copy_drills(
     to the right earlier token (*where*) and writing that token's own id (*what*). Plain text
     teaches the *what* only after far more tokens than a laptop run sees. Here *where* is as
     easy as it gets (always the same distance back), so the drills teach the *what* in a few
-    hundred steps; text then teaches where to look. Measured on the demo (README, "Evaluate"):
+    hundred steps; text then teaches where to look. Measured on the demo (README, "Evaluation"):
     with a varied distance per row, 300 steps of drills teach nothing.
     x, y int64 (B, T) as `DocumentWindows.sample` gives them."""
     low, high = token_ids

@@ -27,16 +27,16 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     },
     # `jobgpt demo`: the whole pipeline in about 10 minutes on 2 CPU cores, with the modern
     # recipe (see "modern" below). Measured on the demo corpus (30 held-out QA examples, greedy
-    # answers, fields copied from the posting; README "Evaluate"): the reference GPT (3 layers,
+    # answers, fields copied from the posting; README "Evaluation"): the reference GPT (3 layers,
     # 192 wide, context 256) got 6.7% of the fields right and made up 86.6%; this recipe without
     # copying drills 41-49% right, made up ~50% (it wrote addresses and dates it remembered).
     # Copying drills (--copy-warmup, --copy-share; batching.copy_drills) teach it to write the
     # token it attends to: with them 82-84% right, 9-11% made up, val 0.123 bits/byte against
     # 0.166 without (150 drill steps; 300: 70% right; bench/results/qa_copy_drills.jsonl).
-    # They need the tied head: untied, the drills teach nothing in 300 steps
-    # (bench/copy_probe.py --drill). Context 512: a whole QA
-    # example (p90 365 tokens) fits, so an answer is learned with its posting in view. The time
-    # budget keeps slow CPUs at 7 min; the schedule then ends its warmdown on time.
+    # They need the tied head: untied, the drills teach nothing in 300 steps (bench/copy_probe.py
+    # --drill). Context 512: a whole QA example (p90 365 tokens) fits, so an answer is learned
+    # with its posting in view. The time budget keeps slow CPUs at 7 min; the schedule then ends
+    # its warmdown on time.
     "demo": {
         "model": {
             "arch": "modern",

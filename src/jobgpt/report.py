@@ -184,6 +184,7 @@ def warmup_text(cfg: TrainConfig, facts: RunFacts) -> str:
 
 
 def copy_warmup_done_text(step: int) -> str:
+    """The line that marks the end of the copying drills (`--copy-warmup`)."""
     return (
         f"copy warm-up done at step {step:,}: text from here on (the logged loss was the "
         "copying drills'; evals start now)"
