@@ -131,6 +131,20 @@ def test_no_normalizer_keeps_compatibility_jamo(tok):
     assert tok.decode(tok.encode("ㆍ").ids) == "ㆍ"  # NFKC would give "ᆞ"
 
 
+def test_numbers_are_tokens_of_their_own_wherever_they_stand(tok):
+    # A model answering from a posting copies its phone numbers and dates token by token, so a
+    # number must be tokenized the same in the posting and in the answer, whatever is around it.
+    number = "02-5841-4676"
+    alone = tok.encode("-5841-4676").ids
+    for text in (f"TEL: {number}", f"(전화 {number})", f"연락처:{number}\n", f"- TEL: {number}."):
+        ids = tok.encode(text).ids
+        assert any(ids[i : i + len(alone)] == alone for i in range(len(ids))), text
+    for text in CORPUS:
+        tokens = [tok.id_to_token(i) for i in tok.encode(text).ids]
+        glued = [t for t in tokens if any(c.isdigit() for c in t) and not t.strip().isdigit()]
+        assert glued == [], text
+
+
 def test_vocab_shortfall_is_warned(caplog):
     with caplog.at_level(logging.WARNING, logger="jobgpt.tokenizer"):
         tok = train_tokenizer(["가나다 라마바"] * 10, vocab_size=5000)

@@ -32,7 +32,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # copying drills 41-49% right, made up ~50% (it wrote addresses and dates it remembered).
     # Copying drills (--copy-warmup, --copy-share; batching.copy_drills) teach it to write the
     # token it attends to: with them 82-84% right, 9-11% made up, val 0.123 bits/byte against
-    # 0.166 without (150 drill steps; 300: 70% right; bench/results/qa_copy_drills.jsonl).
+    # 0.166 without (150 drill steps; 300: 70% right; bench/results/qa_copy_drills.jsonl); and
+    # with numbers as tokens of their own (jobgpt.tokenizer) 99-100% right, 0-1% made up.
     # They need the tied head: untied, the drills teach nothing in 300 steps (bench/copy_probe.py
     # --drill). Context 512: a whole QA example (p90 365 tokens) fits, so an answer is learned
     # with its posting in view. The time budget keeps slow CPUs at 7 min; the schedule then ends
