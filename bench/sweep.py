@@ -31,6 +31,7 @@ from typing import Any
 from jobgpt.config import DatasetConfig
 from jobgpt.corpus import iter_documents
 from jobgpt.splits import Groups, fingerprint, paragraph_fingerprints, split_score
+from jobgpt.textfile import read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_POSTINGS = ROOT.parent / "shared" / "data" / "wanted" / "postings.jsonl"
@@ -89,10 +90,9 @@ def split_corpus(corpus: Path, work: Path) -> tuple[Path, Path]:
     train, held_out = work / "train.jsonl", work / "held_out.jsonl"
     if train.is_file() and held_out.is_file():
         return train, held_out
-    lines = corpus.read_text(encoding="utf-8").splitlines(keepends=True)
     held = held_out_lines(corpus)
     with open(train, "w", encoding="utf-8") as a, open(held_out, "w", encoding="utf-8") as b:
-        for number, line in enumerate(lines, start=1):
+        for number, line in read_lines(corpus):  # numbered as the documents' sources are
             (b if number in held else a).write(line)
     return train, held_out
 
