@@ -157,3 +157,38 @@ def test_busy_runs_quiet_then_beside_a_busy_process(tmp_path: Path, stage: str) 
         assert result["fraction_of_bandwidth"] > 0
     rows = run_all.stage_rows(stage, {"status": "ok", "result": result})
     assert any("busy" in r["figure"] for r in rows), rows
+
+
+def load_sweep():
+    spec = importlib.util.spec_from_file_location("sweep", RUN_ALL.parent / "sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_holds_out_whole_companies_so_boilerplate_cannot_leak(tmp_path: Path) -> None:
+    # One company's postings share its intro word for word; split line by line, the held-out
+    # file shared it with the train file and rewarded memorising it.
+    lines = []
+    for company in range(60):
+        intro = f"회사 {company}번은 " + "함께 성장할 동료를 찾습니다. " * 8  # 100+ characters
+        for job in range(5):
+            posting = {
+                "COMPANY": f"c{company}",
+                "TITLE": f"개발자 {job}",
+                "GROUP_INTRO": intro,
+                "MAINDUTIES": f"업무 {job}\u2028(U+2028 inside a JSON string: not a line break)",
+            }
+            lines.append(json.dumps(posting, ensure_ascii=False))
+    corpus = tmp_path / "postings.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    train, held_out = load_sweep().split_corpus(corpus, tmp_path / "work")
+
+    def companies(path: Path) -> list[str]:
+        return [json.loads(line)["COMPANY"] for line in path.read_text("utf-8").split("\n") if line]
+
+    kept, held = companies(train), companies(held_out)
+    assert sorted(kept + held) == sorted(json.loads(line)["COMPANY"] for line in lines)
+    assert held and set(kept).isdisjoint(held)
+    assert all(held.count(c) == 5 for c in set(held))  # whole companies, never one posting
