@@ -30,7 +30,7 @@ from typing import Any
 
 from jobgpt.config import DatasetConfig
 from jobgpt.corpus import iter_documents
-from jobgpt.splits import Groups, fingerprint, paragraph_fingerprints, split_score
+from jobgpt.splits import Groups, link_document, split_score
 from jobgpt.textfile import read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,13 +100,11 @@ def split_corpus(corpus: Path, work: Path) -> tuple[Path, Path]:
 def held_out_lines(corpus: Path) -> set[int]:
     """Line numbers of the postings whose group (postings sharing a paragraph of the dataset
     stage's --group-min-chars or more) a seeded hash puts in the held-out share."""
-    defaults = DatasetConfig()
-    groups, keys = Groups(), []
+    if corpus.suffix != ".jsonl":
+        sys.exit(f"--corpus {corpus}: not a .jsonl file; give one posting per line as JSON lines")
+    min_chars, groups = DatasetConfig().group_min_chars, Groups()
     docs = list(iter_documents([str(corpus)]))
-    for doc in docs:
-        paragraphs = paragraph_fingerprints(doc.text, defaults.group_min_chars)
-        groups.link(paragraphs)
-        keys.append(paragraphs[0] if paragraphs else fingerprint(doc.text.encode("utf-8")))
+    keys = [link_document(groups, doc.text, min_chars) for doc in docs]
     return {
         int(doc.source.rpartition(":")[2])  # a .jsonl document's source is "path:line"
         for doc, key in zip(docs, keys, strict=True)

@@ -57,7 +57,7 @@ from jobgpt.files import (
 )
 from jobgpt.progress import Progress
 from jobgpt.qa import EOT
-from jobgpt.splits import Groups, fingerprint, paragraph_fingerprints, split_score
+from jobgpt.splits import Groups, link_document, split_score
 from jobgpt.tokenizer import load_tokenizer, special_id, tokenizer_sha256
 
 logger = logging.getLogger(__name__)
@@ -117,13 +117,10 @@ def _unique(texts: Iterable[str], corpus: _Corpus, min_chars: int) -> Iterator[t
             corpus.duplicates += 1
             continue
         seen.add(key)
-        data = text.encode("utf-8")
-        paragraphs = paragraph_fingerprints(text, min_chars)
-        corpus.groups.link(paragraphs)
-        # A document without long paragraphs is a group of its own, named by its fingerprint.
-        corpus.doc_keys.append(paragraphs[0] if paragraphs else fingerprint(data))
-        corpus.bytes += len(data)
-        yield text, len(data)
+        n_bytes = len(text.encode("utf-8"))
+        corpus.doc_keys.append(link_document(corpus.groups, text, min_chars))
+        corpus.bytes += n_bytes
+        yield text, n_bytes
 
 
 def text_batches(docs: Iterable[tuple[str, int]]) -> Iterator[tuple[list[str], int]]:

@@ -55,6 +55,15 @@ class Groups:
         self.parent.setdefault(root, root)
 
 
+def link_document(groups: Groups, text: str, min_chars: int) -> int:
+    """Join the document to every group it shares a paragraph of ``min_chars``+ with; returns the
+    key to find its group by. A document without long paragraphs is a group of its own, named by
+    its fingerprint."""
+    paragraphs = paragraph_fingerprints(text, min_chars)
+    groups.link(paragraphs)
+    return paragraphs[0] if paragraphs else fingerprint(text.encode("utf-8"))
+
+
 def split_score(group: int, seed: int) -> float:
     """A group's seeded position in [0, 1): groups below val_fraction go to val."""
     data = seed.to_bytes(8, "little", signed=True) + group.to_bytes(8, "little")
