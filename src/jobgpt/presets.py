@@ -69,8 +69,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # The modern recipe (`--arch modern`, Muon, warmup-stable-decay, document-aligned windows) at
     # the reference shape (6 layers, 6 heads, width 384, context 256, batch 16). Settings from
     # bench/sweep.py on the shared postings; see the README's comparison table. On postings it
-    # never saw it beats the reference per token (0.85x) and in 5 minutes (0.88x), but it
-    # memorises: after two passes over the data (15 minutes) it is behind (1.03x).
+    # never saw it beats the reference per token (0.85x) and in 5 minutes (0.88x; 0.87x at 15
+    # minutes on a float32-only CPU, where that is half a pass), but it memorises: after two
+    # passes over the data (15 minutes with bf16) it is behind (1.03x; --dropout 0.1: 1.00x).
     "modern": {
         "model": {"arch": "modern"},
         "optimizer": "muon",
