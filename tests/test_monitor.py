@@ -107,6 +107,18 @@ def test_plan_warns_about_many_epochs_and_few_val_windows() -> None:
     assert any("noisy" in w and "3 windows" in w for w in warnings)
 
 
+def test_with_a_time_budget_the_plan_calls_its_steps_a_ceiling() -> None:
+    """`--max-minutes 15 --max-steps 100000` is how a laptop run is budgeted: its 280 epochs are
+    what the steps would read, not what 15 minutes will."""
+    plan = {"params": 10**7, "tokens_per_step": 4096, "max_steps": 100_000}
+    data = {"train_tokens": 1_460_778, "val_tokens": 79_719, "block_size": 256}
+    facts, warnings = plan_report(**plan, **data, max_minutes=15)
+    assert "280.4 epochs (at most: the 15-minute budget may end the run first)" in " ".join(facts)
+    assert any("(at most: the 15-minute budget" in w and "과적합" in w for w in warnings)
+    facts, warnings = plan_report(**plan, **data)
+    assert "at most" not in " ".join(facts + warnings)
+
+
 def test_plan_with_ample_data_has_no_warnings() -> None:
     _, warnings = plan_report(
         params=1_000_000,

@@ -42,24 +42,29 @@ def plan_report(
     train_tokens: int,
     val_tokens: int,
     block_size: int,
+    max_minutes: float = 0.0,
 ) -> tuple[list[str], list[str]]:
-    """(facts, warnings) about how much data the planned run has, for the start-up report."""
+    """(facts, warnings) about how much data the planned run has, for the start-up report.
+    With a time budget the step count is a ceiling, and the report says so: a run capped at
+    100,000 steps and 15 minutes is not a 280-epoch plan on a laptop."""
     planned = tokens_per_step * max_steps
     epochs = planned / max(train_tokens, 1)
+    ceiling = f" (at most: the {max_minutes:g}-minute budget may end the run first)"
+    ceiling = ceiling if max_minutes > 0 else ""
     val_windows = max(val_tokens - 1, 0) // block_size  # non-overlapping, as evaluation reads
     facts = [
         f"data: {train_tokens:,} train / {val_tokens:,} val tokens "
         f"({plural(val_windows, 'val window')} of {block_size} tokens)",
         f"plan: {max_steps:,} steps x {tokens_per_step:,} tokens = {planned:,} tokens "
-        f"= {epochs:.1f} epochs; {train_tokens / max(params, 1):.2f} train tokens per parameter "
-        "(compute-optimal is ~20)",
+        f"= {epochs:.1f} epochs{ceiling}; {train_tokens / max(params, 1):.2f} train tokens per "
+        "parameter (compute-optimal is ~20)",
     ]
     warnings = []
     if epochs > MANY_EPOCHS:
         warnings.append(
-            f"the plan reads the training data {epochs:.0f} times ({epochs:.0f} epochs): expect "
-            "overfitting (과적합 예상) — val loss will turn up while train loss keeps falling. "
-            "The run keeps best.pt at the lowest val loss; more data, fewer --max-steps, "
+            f"the plan reads the training data {epochs:.0f} times ({epochs:.0f} epochs){ceiling}: "
+            "expect overfitting (과적합 예상) — val loss will turn up while train loss keeps "
+            "falling. The run keeps best.pt at the lowest val loss; more data, fewer --max-steps, "
             "--dropout 0.1 or --early-stop all help"
         )
     if val_windows < FEW_VAL_WINDOWS:

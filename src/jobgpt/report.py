@@ -116,6 +116,7 @@ def _data_report(
         train_tokens=facts.train_tokens,
         val_tokens=facts.val_tokens,
         block_size=model.block_size,
+        max_minutes=cfg.max_minutes,
     )
     n_train, n_val = facts.eval_windows
     lines.append(
