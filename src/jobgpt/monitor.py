@@ -49,8 +49,8 @@ def plan_report(
     100,000 steps and 15 minutes is not a 280-epoch plan on a laptop."""
     planned = tokens_per_step * max_steps
     epochs = planned / max(train_tokens, 1)
-    ceiling = f" (at most: the {max_minutes:g}-minute budget may end the run first)"
-    ceiling = ceiling if max_minutes > 0 else ""
+    budget = f" (at most: the {max_minutes:g}-minute budget may end the run first)"
+    ceiling = budget if max_minutes > 0 else ""
     val_windows = max(val_tokens - 1, 0) // block_size  # non-overlapping, as evaluation reads
     facts = [
         f"data: {train_tokens:,} train / {val_tokens:,} val tokens "
