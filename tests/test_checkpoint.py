@@ -13,16 +13,14 @@ import torch
 from conftest import build_data, tiny
 
 from jobgpt.checkpoint import (
-    check_tokenizer_match,
     load_checkpoint,
     model_from_checkpoint,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
     tokenizer_from_checkpoint,
 )
 from jobgpt.errors import CheckpointError
 from jobgpt.files import atomic_open
+from jobgpt.resume import check_tokenizer_match, rng_state, set_rng_state
 from jobgpt.tokenizer import tokenizer_sha256
 from jobgpt.trainer import Trainer
 

@@ -51,6 +51,7 @@ LAYERS = [
     # training
     "monitor",
     "metrics",
+    "resume",
     "report",
     "trainer",
     "train",

@@ -23,12 +23,13 @@ from test_batching import check_copy_drill
 
 from jobgpt import report
 from jobgpt.batching import copy_drills
-from jobgpt.checkpoint import load_checkpoint, train_config
+from jobgpt.checkpoint import load_checkpoint
 from jobgpt.cli import main
 from jobgpt.config import TrainConfig, make_config
 from jobgpt.errors import CheckpointError, ConfigError, DataError
 from jobgpt.inputs import resolve_inputs
 from jobgpt.optim import lr_at
+from jobgpt.resume import train_config
 from jobgpt.runtime import is_out_of_memory
 from jobgpt.stages import run_stage
 from jobgpt.tokenizer import RESERVED_IDS, save_tokenizer, train_tokenizer

@@ -19,10 +19,11 @@ import torch
 from conftest import ONE_THREAD, tiny
 
 from jobgpt import presets
-from jobgpt.checkpoint import REPLACED_DIR, load_checkpoint, set_aside_previous_run
+from jobgpt.checkpoint import load_checkpoint
 from jobgpt.cli import main
 from jobgpt.errors import CheckpointError
 from jobgpt.files import exclusive
+from jobgpt.resume import REPLACED_DIR, set_aside_previous_run
 from jobgpt.stages import run_stage
 from jobgpt.train import run
 from jobgpt.trainer import Trainer
@@ -187,7 +188,7 @@ def test_putting_the_old_run_back_drops_what_the_new_one_wrote(tmp_path: Path) -
     (tmp_path / "ckpt.pt").write_bytes(b"old run, stopped before its first eval: no best.pt")
     assert set_aside_previous_run(tmp_path)
     (tmp_path / "best.pt").write_bytes(b"the new run's, written just before it was killed")
-    from jobgpt.checkpoint import settle_previous_run
+    from jobgpt.resume import settle_previous_run
 
     assert "previous run is back" in settle_previous_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from jobgpt import dataset, generate, tokenizer, train
-from jobgpt.checkpoint import train_config
 from jobgpt.commands import command
 from jobgpt.config import (
     DatasetConfig,
@@ -29,6 +28,7 @@ from jobgpt.config import (
 from jobgpt.demo_corpus import run_demo_data
 from jobgpt.files import atomic_write_text
 from jobgpt.presets import TRAIN_PRESETS
+from jobgpt.resume import train_config
 
 logger = logging.getLogger(__name__)
 

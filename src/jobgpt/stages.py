@@ -53,7 +53,7 @@ STAGES: dict[str, Stage] = {
         cfg.TrainConfig,
         "jobgpt.train:run",
         "stage 3: train the GPT -> checkpoints/ckpt.pt, best.pt",
-        configure="jobgpt.checkpoint:train_config",
+        configure="jobgpt.resume:train_config",
         presets=TRAIN_PRESETS,
     ),
     "generate": Stage(

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from jobgpt import report
-from jobgpt.checkpoint import settle_previous_run
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
 from jobgpt.files import check_output, exclusive, sweep_temp_files
+from jobgpt.resume import settle_previous_run
 from jobgpt.runtime import is_out_of_memory, keep_freed_memory
 from jobgpt.trainer import Trainer
 

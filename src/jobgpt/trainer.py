@@ -11,7 +11,8 @@ Under torchrun each process trains on its own slice of one global batch (NCCL on
 CPUs), DDP averages the gradients, rank 0 alone logs and writes files.
 
 Wording is `jobgpt.report`'s; devices, distribution and signals `jobgpt.runtime`'s, precision
-`jobgpt.precision`'s, the optimizer and its schedule `jobgpt.optim`'s, batches `jobgpt.batching`'s.
+`jobgpt.precision`'s, the optimizer and its schedule `jobgpt.optim`'s, batches `jobgpt.batching`'s,
+resuming, and keeping a run that --overwrite replaces until the new one saves, `jobgpt.resume`'s.
 """
 
 from __future__ import annotations
@@ -27,17 +28,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
 from jobgpt import checkpoint as ckpt_io
-from jobgpt import report
+from jobgpt import report, resume
 from jobgpt.architectures import build_model
 from jobgpt.batching import DocumentWindows, copy_drills, fit_text, mix_in_copy_drills
-from jobgpt.bins import TokenBins, eval_windows, open_data, target_bytes
+from jobgpt.bins import eval_windows, open_data, target_bytes
 from jobgpt.config import TrainConfig
 from jobgpt.errors import JobGPTError
 from jobgpt.loss_eval import evaluate_windows
-from jobgpt.metrics import MetricsLog, Pace, RunLog
+from jobgpt.metrics import Pace, RunLog
 from jobgpt.optim import (
     MAX_WARMUP_PERCENT,
     apply_schedule,
@@ -80,8 +80,8 @@ class Trainer:
         self.dist, self.device = init_distributed(cfg.device)
         if not self.dist.is_main:  # one voice: only rank 0 reports
             logging.getLogger("jobgpt").setLevel(logging.ERROR)
-        resume_from = ckpt_io.find_resume_checkpoint(cfg)
-        changes = ckpt_io.resume_changes(cfg, resume_from) if resume_from is not None else []
+        resume_from = resume.find_resume_checkpoint(cfg)
+        changes = resume.resume_changes(cfg, resume_from) if resume_from is not None else []
         self.cfg, self.out_dir = cfg, Path(cfg.out_dir)
         self._open_data(resume_from)
         self.dtype, self.dtype_why = choose_dtype(self.device, cfg.dtype)
@@ -103,8 +103,9 @@ class Trainer:
         if resume_from is not None:
             self.load_state_dict(resume_from)
             self._saved_step = self.step
-            ours = data_record(cfg, self.bins, self.tokenizer, self.tokenizer_sha256)["data"]
-            if not same_split(resume_from.get("data") or {}, ours):
+            record = resume.data_record(cfg, self.bins, self.tokenizer, self.tokenizer_sha256)
+            ours = record["data"]
+            if not resume.same_split(resume_from.get("data") or {}, ours):
                 logger.warning(
                     "warning: %s",
                     report.split_changed_text(cfg, resume_from["data"], ours, self.step),
@@ -116,7 +117,7 @@ class Trainer:
         self._replacing = False  # an old run set aside (--overwrite) until our first save
         if self.dist.is_main:
             resumed = self.step if resume_from is not None else None
-            self._replacing = start_files(self.out_dir, self.log.metrics, resumed)
+            self._replacing = resume.start_files(self.out_dir, self.log.metrics, resumed)
         log_startup_report(self, resume_from, changes)
 
     # --- building ---
@@ -126,7 +127,7 @@ class Trainer:
         self.bins, self.tokenizer = open_data(cfg.data_dir)
         self.tokenizer_sha256 = tokenizer_sha256(self.tokenizer)
         if resume_from is not None:
-            ckpt_io.check_tokenizer_match(
+            resume.check_tokenizer_match(
                 resume_from, self.tokenizer_sha256, self.bins.vocab_size, cfg.data_dir
             )
         self.model_config = replace(cfg.model, vocab_size=self.bins.vocab_size)
@@ -214,12 +215,12 @@ class Trainer:
             "tokens_seen": self.tokens_seen,
             "elapsed_s": self.pace.elapsed_s(),
             "clock_progress": self.progress,
-            "rng": rng if rng is not None else [ckpt_io.rng_state(self.device)],  # one per rank
+            "rng": rng if rng is not None else [resume.rng_state(self.device)],  # one per rank
             "sampler": self.sampler.bit_generator.state,
             "world_size": self.dist.world_size,
             "train_config": asdict(self.cfg),
             "monitor": self.log.state(),
-            **data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256),
+            **resume.data_record(self.cfg, self.bins, self.tokenizer, self.tokenizer_sha256),
             "versions": ckpt_io.library_versions(),
         }
 
@@ -238,7 +239,7 @@ class Trainer:
         self.log.load(state["monitor"])
         self.sampler.bit_generator.state = state["sampler"]
         rngs = state["rng"]
-        ckpt_io.set_rng_state(rngs[self.dist.rank % len(rngs)], self.device)
+        resume.set_rng_state(rngs[self.dist.rank % len(rngs)], self.device)
 
     def save(self, *names: str) -> None:
         """Write the current state to out_dir/<name> for each name (default ckpt.pt), atomically.
@@ -247,13 +248,13 @@ class Trainer:
         it. Refuses to save a diverged model, so the last good checkpoint always survives.
         """
         self._check_finite()
-        rng = self.dist.gather(ckpt_io.rng_state(self.device))
+        rng = self.dist.gather(resume.rng_state(self.device))
         if self.dist.is_main:
             state = self.state_dict(rng)
             for name in names or ("ckpt.pt",):
                 ckpt_io.save_checkpoint(state, self.out_dir / name)
             if self._replacing:  # this run has a checkpoint now: the one it replaces can go
-                logger.info("%s", ckpt_io.settle_previous_run(self.out_dir))
+                logger.info("%s", resume.settle_previous_run(self.out_dir))
                 self._replacing = False
         self.dist.barrier()  # when save() returns, on any rank, the file is there to read
         self._saved_step = self.step
@@ -381,40 +382,3 @@ def log_startup_report(
     logger.info("jobgpt train\n  %s", "\n  ".join(lines))
     for warning in warnings:
         logger.warning("warning: %s", warning)
-
-
-def start_files(out_dir: Path, metrics: MetricsLog, resumed_step: int | None) -> bool:
-    """A new run starts clean files; a resumed one drops records past its checkpoint's step.
-    An old run that --overwrite replaces is set aside until the new one has saved (True)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    replacing = resumed_step is None and ckpt_io.set_aside_previous_run(out_dir)
-    if replacing:
-        logger.info(
-            "a new run here: the previous run's files wait in %s/%s until this run saves its "
-            "first checkpoint (then they are removed)",
-            out_dir,
-            ckpt_io.REPLACED_DIR,
-        )
-    metrics.reset(keep_through_step=resumed_step)
-    return replacing
-
-
-def same_split(saved: dict[str, Any], ours: dict[str, Any]) -> bool:
-    """Whether the bins are those the checkpoint was trained on (same train/val token counts;
-    a checkpoint that did not record them passes)."""
-    return all(saved.get(k) in (None, ours[k]) for k in ("train_tokens", "val_tokens"))
-
-
-def data_record(
-    cfg: TrainConfig, bins: TokenBins, tok: Tokenizer, sha256: str
-) -> dict[str, dict[str, Any]]:
-    """The tokenizer itself and the data's shape, for a checkpoint: later stages need no other
-    file, and a resume can check it reads the same data."""
-    return {
-        "tokenizer": {"json": tok.to_str(), "sha256": sha256, "vocab_size": bins.vocab_size},
-        "data": {
-            "dir": str(cfg.data_dir),
-            "train_tokens": len(bins.tokens["train"]),
-            "val_tokens": len(bins.tokens["val"]),
-        },
-    }
