@@ -29,6 +29,7 @@ LAYERS = [
     "postings",
     "inputs",
     "textfile",
+    "records",
     "corpus",
     "demo_postings",
     "demo_corpus",
